@@ -1,0 +1,3 @@
+from stacgit.cli import main
+
+main()

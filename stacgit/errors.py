@@ -1,0 +1,44 @@
+"""Exception tree. Every error a user can cause is a StacgitError with a one-line message.
+
+StacgitError
+ +-- ConfigError        catalog.yaml / mapping YAML is malformed or inconsistent (exit 2)
+ +-- SourceError        a source file cannot be read (encoding, syntax, missing file)
+ +-- MappingError       a record cannot be mapped to an item
+ +-- PlanError          the build cannot be planned (duplicate ids, unsafe ids, lock held)
+ +-- BuildError         a build step failed
+"""
+
+from __future__ import annotations
+
+
+class StacgitError(Exception):
+    """Root of all stacgit errors. ``str(err)`` is a complete one-line message."""
+
+    exit_code = 1
+
+
+class ConfigError(StacgitError):
+    """A declared input (catalog.yaml, mapping) is invalid; names the file and key path."""
+
+    exit_code = 2
+
+
+class SourceError(StacgitError):
+    """A source file cannot be read; names the file and line/row."""
+
+
+class MappingError(StacgitError):
+    """A record cannot be mapped; carries the field that failed."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class PlanError(StacgitError):
+    """The build cannot proceed (duplicate or unsafe ids, another build running)."""
+
+
+class BuildError(StacgitError):
+    """A build step failed."""

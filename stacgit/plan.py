@@ -1,0 +1,195 @@
+"""What is stale and why. Decides; never executes.
+
+The same checks serve doit (as ``uptodate`` callables of the build tasks) and
+``stacgit status``. They are cheap: a shard is checked by one ``stat`` (and a hash only when
+size or mtime moved), a collection and a catalog by a few state rows and one output file.
+Nothing here stats or hashes item files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+
+from stacgit import state as st
+from stacgit.hashing import digest_file, digest_obj, sha256_file
+from stacgit.mapping import MappingSpec, load_mapping
+from stacgit.project import CatalogSpec, CollectionSpec, Project
+
+_MAPPINGS: dict[tuple[str, int, int], MappingSpec] = {}
+
+
+def get_mapping(project: Project, coll: CollectionSpec) -> MappingSpec:
+    """Load (once per process and file version) the mapping of a collection."""
+    path = project.root / coll.mapping_path
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    spec = _MAPPINGS.get(key)
+    if spec is None:
+        spec = _MAPPINGS[key] = load_mapping(path, coll.mapping_path)
+    return spec
+
+
+def collection_input_digest(con, coll: CollectionSpec, shards: list[str]) -> str | None:
+    """Fingerprint of everything the collection's outputs depend on; None if a shard is unbuilt."""
+    rows = dict(
+        con.execute(
+            "SELECT shard, result_digest FROM shards WHERE catalog=? AND collection=?",
+            (coll.catalog_id, coll.id),
+        ).fetchall()
+    )
+    if any(s not in rows for s in shards):
+        return None
+    return digest_obj([coll.aggregate_digest(), [(s, rows[s]) for s in shards]])
+
+
+def catalog_input_digest(con, cat: CatalogSpec) -> str | None:
+    rows = dict(con.execute("SELECT collection, input_digest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
+    if any(c.id not in rows or rows[c.id] is None for c in cat.collections):
+        return None
+    return digest_obj([cat.root_digest(), [(c.id, rows[c.id]) for c in cat.collections]])
+
+
+
+
+class Reason(str, Enum):
+    NEW = "new"
+    SOURCE_CHANGED = "source changed"
+    MAPPING_CHANGED = "mapping changed"
+    CONFIG_CHANGED = "config changed"
+    PATCH_CHANGED = "patch changed"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_MODIFIED = "output modified"
+    ORPHANED = "orphaned"
+
+
+@dataclass(frozen=True)
+class StaleUnit:
+    unit: str  # task name, e.g. build:shift/aviris-ng/catalogs/shift/sources/x.csv
+    reason: Reason
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"unit": self.unit, "reason": self.reason.value, "detail": self.detail}
+
+
+def shard_task(coll: CollectionSpec, shard: str) -> str:
+    return f"build:{coll.key}/{shard}"
+
+
+def collection_task(coll: CollectionSpec) -> str:
+    return f"collection:{coll.key}"
+
+
+def catalog_task(cat: CatalogSpec) -> str:
+    return f"catalog:{cat.id}"
+
+
+def shard_reason(project: Project, coll: CollectionSpec, shard: str, row: tuple | None, refresh: bool = False) -> Reason | None:
+    """row: (size, mtime_ns, file_digest, config_digest, cache_file) from the state, or None."""
+    if row is None:
+        return Reason.NEW
+    size, mtime_ns, file_digest, config_digest, cache_file = row
+    if config_digest != coll.config_digest(get_mapping(project, coll).digest):
+        return Reason.MAPPING_CHANGED
+    path = project.root / shard
+    stat = os.stat(path)
+    if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+        if digest_file(str(path)) != file_digest:
+            return Reason.SOURCE_CHANGED
+        if refresh:  # same bytes, new mtime (e.g. git checkout): remember the new stat
+            con = st.connect(project.state_dir)
+            con.execute(
+                "UPDATE shards SET size=?, mtime_ns=? WHERE catalog=? AND collection=? AND shard=?",
+                (stat.st_size, stat.st_mtime_ns, coll.catalog_id, coll.id, shard),
+            )
+    if not cache_file or not (project.state_dir / "cache" / coll.catalog_id / cache_file).exists():
+        return Reason.OUTPUT_MISSING
+    return None
+
+
+def shard_rows(project: Project, coll: CollectionSpec) -> dict[str, tuple]:
+    con = st.connect(project.state_dir)
+    return {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT shard, size, mtime_ns, file_digest, config_digest, cache_file FROM shards WHERE catalog=? AND collection=?",
+            (coll.catalog_id, coll.id),
+        )
+    }
+
+
+def _output_reason(project: Project, catalog_id: str, path: str) -> Reason | None:
+    con = st.connect(project.state_dir)
+    row = con.execute("SELECT sha256 FROM outputs WHERE catalog=? AND path=?", (catalog_id, path)).fetchone()
+    full = project.build_dir / catalog_id / path
+    if row is None or not full.exists():
+        return Reason.OUTPUT_MISSING
+    if sha256_file(str(full)) != row[0]:
+        return Reason.OUTPUT_MODIFIED
+    return None
+
+
+def collection_reason(project: Project, coll: CollectionSpec, shards: list[str]) -> Reason | None:
+    con = st.connect(project.state_dir)
+    row = con.execute("SELECT input_digest FROM aggregates WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    if row is None:
+        return Reason.NEW
+    if row[0] != collection_input_digest(con, coll, shards):
+        return Reason.SOURCE_CHANGED
+    if con.execute("SELECT 1 FROM pending WHERE catalog=? AND collection=? LIMIT 1", (coll.catalog_id, coll.id)).fetchone():
+        return Reason.OUTPUT_MODIFIED
+    return _output_reason(project, coll.catalog_id, f"{coll.id}/collection.json")
+
+
+def catalog_reason(project: Project, cat: CatalogSpec) -> Reason | None:
+    con = st.connect(project.state_dir)
+    row = con.execute("SELECT input_digest FROM aggregates WHERE catalog=? AND collection=''", (cat.id,)).fetchone()
+    if row is None:
+        return Reason.NEW
+    if row[0] is None or row[0] != catalog_input_digest(con, cat):
+        return Reason.CONFIG_CHANGED
+    reason = _output_reason(project, cat.id, "catalog.json")
+    if reason is None and not (project.build_dir / cat.id / "manifest.json").exists():
+        reason = Reason.OUTPUT_MISSING
+    return reason
+
+
+def compute_status(project: Project) -> list[StaleUnit]:
+    """Every stale unit with its reason, in build order; orphans last."""
+    stale: list[StaleUnit] = []
+    con = st.connect(project.state_dir)
+    for cat in project.catalogs.values():
+        cat_stale = False
+        for coll in cat.collections:
+            shards = project.shard_paths(coll)
+            rows = shard_rows(project, coll)
+            coll_stale = False
+            for shard in shards:
+                reason = shard_reason(project, coll, shard, rows.get(shard))
+                if reason is not None:
+                    stale.append(StaleUnit(shard_task(coll, shard), reason))
+                    coll_stale = True
+            for gone in sorted(set(rows) - set(shards)):
+                stale.append(StaleUnit(shard_task(coll, gone), Reason.ORPHANED, "source file no longer configured or present"))
+                coll_stale = True
+            reason = collection_reason(project, coll, shards)
+            if reason is None and coll_stale:
+                reason = Reason.SOURCE_CHANGED
+            if reason is not None:
+                stale.append(StaleUnit(collection_task(coll), reason))
+                cat_stale = True
+        reason = catalog_reason(project, cat)
+        if reason is None and cat_stale:
+            reason = Reason.SOURCE_CHANGED
+        known = {r[0] for r in con.execute("SELECT DISTINCT collection FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,))}
+        for gone in sorted(known - {c.id for c in cat.collections}):
+            stale.append(StaleUnit(f"collection:{cat.id}/{gone}", Reason.ORPHANED, "collection removed from catalog.yaml"))
+            reason = reason or Reason.CONFIG_CHANGED
+        if reason is not None:
+            stale.append(StaleUnit(catalog_task(cat), reason))
+    for (cat_id,) in con.execute("SELECT DISTINCT catalog FROM aggregates"):
+        if cat_id not in project.catalogs:
+            stale.append(StaleUnit(f"catalog:{cat_id}", Reason.ORPHANED, "catalog removed from catalogs/"))
+    return stale

@@ -1,0 +1,331 @@
+"""A catalog repository: ``catalogs/<id>/catalog.yaml`` files, their collections and sources.
+
+Loading checks every key (unknown keys get a "did you mean"), every type and every required
+key, and reports ``file:line: key.path: message``. Everything downstream receives frozen specs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from stacgit import _spec as S
+from stacgit._yaml import Located, load_yaml
+from stacgit.errors import ConfigError
+from stacgit.hashing import FORMAT_VERSION, digest_obj
+
+SOURCE_FORMATS = ("csv", "json", "ndjson", "parquet")
+SPLIT_LEVELS = ("year", "month", "day")
+ITEM_PATHS = ("{id}/{id}.json", "{id}.json")
+DEFAULT_MAX_ITEMS = 1000
+MAX_ID_BYTES = 200
+_RESERVED_IDS = {"catalog", "collection", "catalog.json", "collection.json", "manifest.json", "failed.ndjson"}
+
+_PROVIDER = S.obj(
+    {"name": S.STR, "description": S.STR, "roles": S.lst(S.STR), "url": S.STR},
+    required=("name",),
+)
+_LINK = S.obj({"rel": S.STR, "href": S.STR, "type": S.STR, "title": S.STR}, required=("rel", "href"))
+_LAYOUT = S.obj(
+    {
+        "max_items_per_catalog": S.INT,
+        "split": S.lst(S.Node("str", choices=SPLIT_LEVELS)),
+        "item_path": S.Node("str", choices=ITEM_PATHS),
+    }
+)
+_SOURCE = S.obj(
+    {
+        "type": S.Node("str", choices=("file",)),
+        "path": S.Node(("str", "list")),
+        "format": S.Node("str", choices=SOURCE_FORMATS),
+        "delimiter": S.STR,
+    },
+    required=("type", "path"),
+)
+_COLLECTION = S.obj(
+    {
+        "id": S.STR,
+        "title": S.STR,
+        "description": S.STR,
+        "license": S.STR,
+        "keywords": S.lst(S.STR),
+        "providers": S.lst(_PROVIDER),
+        "source": _SOURCE,
+        "mapping": S.STR,
+        "defaults": S.mapping(S.ANY),
+        "layout": _LAYOUT,
+        "extra_fields": S.mapping(S.ANY),
+        "links": S.lst(_LINK),
+    },
+    required=("id", "description", "source", "mapping"),
+)
+CATALOG_NODE = S.obj(
+    {
+        "id": S.STR,
+        "title": S.STR,
+        "description": S.STR,
+        "license": S.STR,
+        "links": S.Node(("map", "list")),
+        "publish": S.obj({"base_url": S.STR}),
+        "layout": _LAYOUT,
+        "collections": S.lst(_COLLECTION),
+    },
+    required=("id", "description", "collections"),
+)
+
+
+def check_id(value: Any, what: str) -> str | None:
+    """Return why ``value`` cannot be a safe path segment / STAC id, or None when it can."""
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string"
+    if value in (".", ".."):
+        return f"{what} {value!r} is not allowed"
+    if "/" in value or "\\" in value:
+        return f"{what} {value!r} contains a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{what} {value!r} contains a control character"
+    if value != value.strip():
+        return f"{what} {value!r} has leading or trailing white space"
+    if len(value.encode("utf-8")) > MAX_ID_BYTES:
+        return f"{what} is longer than {MAX_ID_BYTES} bytes: {value[:40]!r}..."
+    if value.lower() in _RESERVED_IDS:
+        return f"{what} {value!r} is a reserved name"
+    return None
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    max_items: int = DEFAULT_MAX_ITEMS
+    split: tuple[str, ...] = SPLIT_LEVELS
+    item_path: str = ITEM_PATHS[0]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    type: str
+    patterns: tuple[str, ...]
+    format: str | None
+    delimiter: str
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    catalog_id: str
+    id: str
+    meta: dict  # title, description, license, keywords, providers, extra fields, links
+    source: SourceSpec
+    mapping_path: str  # relative to the project root, posix
+    defaults: dict
+    layout: LayoutSpec
+    index: int  # position in catalog.yaml (for error messages)
+
+    @property
+    def key(self) -> str:
+        return f"{self.catalog_id}/{self.id}"
+
+    def config_digest(self, mapping_digest: str) -> str:
+        """Everything that decides how a record becomes an item body."""
+        return digest_obj([FORMAT_VERSION, self.key, mapping_digest, self.defaults, self.source.format, self.source.delimiter])
+
+    def aggregate_digest(self) -> str:
+        """Everything besides item bodies that decides the collection's outputs."""
+        return digest_obj([FORMAT_VERSION, self.meta, self.layout.__dict__])
+
+
+@dataclass(frozen=True)
+class CatalogSpec:
+    id: str
+    dir: Path
+    yaml_path: str  # relative display path
+    meta: dict  # title, description, license
+    links: tuple[dict, ...]
+    publish: dict
+    collections: tuple[CollectionSpec, ...] = field(default_factory=tuple)
+
+    def collection(self, collection_id: str) -> CollectionSpec:
+        for c in self.collections:
+            if c.id == collection_id:
+                return c
+        raise ConfigError(f"{self.yaml_path}: no collection '{collection_id}'")
+
+    def root_digest(self) -> str:
+        return digest_obj([FORMAT_VERSION, self.meta, list(self.links), [c.id for c in self.collections]])
+
+
+def _layout(doc: Located, raw: dict | None, base: LayoutSpec, kp: tuple) -> LayoutSpec:
+    if not raw:
+        return base
+    max_items = raw.get("max_items_per_catalog", base.max_items)
+    if max_items < 2:
+        raise S.fail(doc, kp + ("max_items_per_catalog",), "must be at least 2")
+    split = tuple(raw.get("split", base.split))
+    if list(split) != [lvl for lvl in SPLIT_LEVELS if lvl in split]:
+        raise S.fail(doc, kp + ("split",), "levels must be in order year, month, day without repeats")
+    return LayoutSpec(max_items, split, raw.get("item_path", base.item_path))
+
+
+def _links(doc: Located, raw: Any) -> tuple[dict, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, dict):
+        out = []
+        for rel, href in sorted(raw.items()):
+            if not isinstance(href, str):
+                raise S.fail(doc, ("links", rel), "must be a URL string")
+            out.append({"rel": rel, "href": href})
+        return tuple(out)
+    S.check(doc, S.lst(_LINK), raw, ("links",))
+    return tuple(raw)
+
+
+def _pattern_ok(doc: Located, pattern: str, kp: tuple) -> str:
+    p = PurePosixPath(pattern)
+    if p.is_absolute() or re.match(r"^[A-Za-z]:", pattern) or ".." in p.parts:
+        raise S.fail(doc, kp, f"source path {pattern!r} must be relative to the catalog directory and stay inside it")
+    return pattern
+
+
+def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
+    display = yaml_file.relative_to(root).as_posix()
+    doc = load_yaml(yaml_file, display)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{display}: must be a YAML mapping")
+    S.check(doc, CATALOG_NODE)
+    data = doc.data
+    cat_id = data["id"]
+    if (why := check_id(cat_id, "catalog id")) is not None:
+        raise S.fail(doc, ("id",), why)
+    if cat_id != yaml_file.parent.name:
+        raise S.fail(doc, ("id",), f"catalog id '{cat_id}' must match its directory name '{yaml_file.parent.name}'")
+    base_layout = _layout(doc, data.get("layout"), LayoutSpec(), ("layout",))
+    collections = []
+    seen: dict[str, int] = {}
+    for i, c in enumerate(data["collections"]):
+        kp = ("collections", i)
+        cid = c["id"]
+        if (why := check_id(cid, "collection id")) is not None:
+            raise S.fail(doc, kp + ("id",), why)
+        if cid in seen:
+            raise S.fail(doc, kp + ("id",), f"duplicate collection id '{cid}' (also collections[{seen[cid]}])")
+        seen[cid] = i
+        src = c["source"]
+        patterns = src["path"] if isinstance(src["path"], list) else [src["path"]]
+        if not patterns or not all(isinstance(p, str) for p in patterns):
+            raise S.fail(doc, kp + ("source", "path"), "must be a path or a non-empty list of paths")
+        patterns = tuple(_pattern_ok(doc, p, kp + ("source", "path")) for p in patterns)
+        mapping_rel = PurePosixPath(c["mapping"])
+        if mapping_rel.is_absolute() or ".." in mapping_rel.parts:
+            raise S.fail(doc, kp + ("mapping",), "must be a path relative to the repository root, e.g. mappings/x.yaml")
+        if not (root / mapping_rel).is_file():
+            raise S.fail(doc, kp + ("mapping",), f"mapping file {mapping_rel} does not exist")
+        meta: dict[str, Any] = {"description": c["description"], "license": c.get("license", data.get("license", "other"))}
+        for k in ("title", "keywords", "providers", "links"):
+            if k in c:
+                meta[k] = c[k]
+        meta["extra_fields"] = c.get("extra_fields", {})
+        collections.append(
+            CollectionSpec(
+                catalog_id=cat_id,
+                id=cid,
+                meta=meta,
+                source=SourceSpec(src["type"], patterns, src.get("format"), src.get("delimiter", ",")),
+                mapping_path=mapping_rel.as_posix(),
+                defaults=dict(c.get("defaults") or {}),
+                layout=_layout(doc, c.get("layout"), base_layout, kp + ("layout",)),
+                index=i,
+            )
+        )
+    meta = {"description": data["description"]}
+    for k in ("title", "license"):
+        if k in data:
+            meta[k] = data[k]
+    return CatalogSpec(
+        id=cat_id,
+        dir=yaml_file.parent,
+        yaml_path=display,
+        meta=meta,
+        links=_links(doc, data.get("links")),
+        publish=dict(data.get("publish") or {}),
+        collections=tuple(collections),
+    )
+
+
+@dataclass
+class Project:
+    """The repository: where catalogs, mappings, build output and state live."""
+
+    root: Path
+    catalogs: dict[str, CatalogSpec]
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".stacgit"
+
+    @classmethod
+    def discover(cls, start: str | os.PathLike = ".") -> "Project":
+        here = Path(start).resolve()
+        for cand in (here, *here.parents):
+            if (cand / "catalogs").is_dir():
+                return cls.load(cand)
+        raise ConfigError(f"{here}: not inside a stacgit repository (no catalogs/ directory found)")
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> "Project":
+        root = Path(root).resolve()
+        catalogs = {}
+        for yaml_file in sorted((root / "catalogs").glob("*/catalog.yaml")):
+            cat = load_catalog(root, yaml_file)
+            catalogs[cat.id] = cat
+        return cls(root=root, catalogs=catalogs)
+
+    def catalog(self, catalog_id: str) -> CatalogSpec:
+        if catalog_id not in self.catalogs:
+            hint = S.did_you_mean(catalog_id, list(self.catalogs))
+            raise ConfigError(f"unknown catalog '{catalog_id}'{hint}")
+        return self.catalogs[catalog_id]
+
+    def iter_collections(self):
+        for cat in self.catalogs.values():
+            yield from cat.collections
+
+    def shard_paths(self, coll: CollectionSpec) -> list[str]:
+        """Source files of a collection, as sorted posix paths relative to the project root.
+
+        A pattern that matches nothing, or a file outside the catalog directory (through a
+        symlink), is a ConfigError naming catalog.yaml.
+        """
+        cat = self.catalogs[coll.catalog_id]
+        cat_dir = cat.dir.resolve()
+        found: set[str] = set()
+        for pattern in coll.source.patterns:
+            matches = [p for p in cat.dir.glob(pattern) if p.is_file()]
+            if not matches:
+                raise ConfigError(
+                    f"{cat.yaml_path}: collections[{coll.index}].source.path: {pattern!r} matches no file in {cat.dir.relative_to(self.root).as_posix()}/"
+                )
+            for p in matches:
+                if not p.resolve().is_relative_to(cat_dir):
+                    raise ConfigError(
+                        f"{cat.yaml_path}: collections[{coll.index}].source.path: {p.relative_to(self.root).as_posix()} resolves outside the catalog directory"
+                    )
+                found.add(p.relative_to(self.root).as_posix())
+        return sorted(found)
+
+    def source_format(self, coll: CollectionSpec, shard: str) -> str:
+        if coll.source.format:
+            return coll.source.format
+        name = shard.lower()
+        for suffix, fmt in ((".csv", "csv"), (".ndjson", "ndjson"), (".jsonl", "ndjson"), (".geojson", "json"), (".json", "json"), (".parquet", "parquet"), (".geoparquet", "parquet")):
+            if name.endswith(suffix):
+                return fmt
+        cat = self.catalogs[coll.catalog_id]
+        raise ConfigError(
+            f"{cat.yaml_path}: collections[{coll.index}].source.format: cannot tell the format of {shard}; set format: to one of {', '.join(SOURCE_FORMATS)}"
+        )

@@ -1,0 +1,453 @@
+"""The doit layer, shared by ``dodo.py`` (``doit build``) and ``stacgit build``.
+
+Tasks are coarse: one per source shard (``build:<catalog>/<collection>/<shard>``), one per
+collection (``collection:<catalog>/<collection>``) and one per catalog (``catalog:<catalog>``);
+``build`` is the group that runs them all. Their ``uptodate`` checks come from ``stacgit.plan``
+and read stacgit's own state, so doit's database is only a cache: losing it costs nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from doit.exceptions import TaskFailed
+
+from stacgit import build as b
+from stacgit import plan
+from stacgit import state as st
+from stacgit.errors import ConfigError, PlanError, StacgitError
+from stacgit.project import Project
+
+_LOCK: dict[str, int] = {}
+_RUN: dict[str, object] = {}
+
+
+def acquire_lock(project: Project) -> None:
+    """One build at a time per checkout. Released when the process exits (flock)."""
+    key = str(project.root)
+    if key in _LOCK:
+        return
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(project.state_dir / "build.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise PlanError(f"another build is running in this checkout (pid {holder}); wait for it to finish") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _LOCK[key] = fd
+
+
+def release_lock(project: Project) -> None:
+    fd = _LOCK.pop(str(project.root), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- task actions
+
+
+def _fail(unit: str, root: str, run_id: str, exc: BaseException) -> TaskFailed:
+    msg = str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, StacgitError):
+        msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    try:
+        con = st.connect(Path(root) / ".stacgit")
+        con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps({"error": msg}).decode()))
+    except Exception:  # noqa: BLE001 - reporting must not hide the original failure
+        pass
+    return TaskFailed(msg)
+
+
+_PROJECTS: dict[tuple[str, str], Project] = {}
+
+
+def _project(root: str, run_id: str) -> Project:
+    key = (root, run_id)
+    if key not in _PROJECTS:
+        _PROJECTS.clear()
+        _PROJECTS[key] = Project.load(root)
+    return _PROJECTS[key]
+
+
+def run_shard(root: str, catalog_id: str, collection_id: str, shard: str, opts: dict):
+    options = b.BuildOptions(**opts)
+    unit = f"build:{catalog_id}/{collection_id}/{shard}"
+    try:
+        project = _project(root, options.run_id)
+        b.build_shard(project, project.catalog(catalog_id).collection(collection_id), shard, options)
+    except (StacgitError, OSError) as exc:
+        return _fail(unit, root, options.run_id, exc)
+    return True
+
+
+def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[str], opts: dict):
+    options = b.BuildOptions(**opts)
+    unit = f"collection:{catalog_id}/{collection_id}"
+    try:
+        project = _project(root, options.run_id)
+        b.build_collection(project, project.catalog(catalog_id).collection(collection_id), shards, options)
+    except (StacgitError, OSError) as exc:
+        return _fail(unit, root, options.run_id, exc)
+    return True
+
+
+def run_catalog(root: str, catalog_id: str, opts: dict):
+    options = b.BuildOptions(**opts)
+    try:
+        project = _project(root, options.run_id)
+        b.build_catalog(project, project.catalog(catalog_id), options)
+    except (StacgitError, OSError) as exc:
+        return _fail(f"catalog:{catalog_id}", root, options.run_id, exc)
+    return True
+
+
+# --------------------------------------------------------------------------- uptodate checks
+
+
+def _shard_fresh(project: Project, coll, shard: str, row) -> bool:
+    return plan.shard_reason(project, coll, shard, row, refresh=True) is None
+
+
+def _collection_fresh(project: Project, coll, shards: list[str]) -> bool:
+    return plan.collection_reason(project, coll, shards) is None
+
+
+def _catalog_fresh(project: Project, cat) -> bool:
+    return plan.catalog_reason(project, cat) is None
+
+
+# --------------------------------------------------------------------------- task generation
+
+
+@dataclass
+class Selection:
+    """What a build covers: everything, or some collections / the shards holding some items."""
+
+    collections: set[str] | None = None  # "catalog/collection" keys
+    shards: set[tuple[str, str]] | None = None  # (collection key, shard)
+    catalogs: set[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def select(project: Project, only: tuple[str, ...]) -> Selection:
+    """Resolve ``--only`` values: collection id, catalog/collection, catalog id, or item id."""
+    if not only:
+        return Selection()
+    sel = Selection(collections=set(), shards=set(), catalogs=set())
+    con = st.connect(project.state_dir)
+    for value in only:
+        matched = False
+        for coll in project.iter_collections():
+            if value in (coll.id, coll.key):
+                sel.collections.add(coll.key)
+                sel.catalogs.add(coll.catalog_id)
+                matched = True
+        if value in project.catalogs:
+            for coll in project.catalogs[value].collections:
+                sel.collections.add(coll.key)
+            sel.catalogs.add(value)
+            matched = True
+        if matched:
+            continue
+        rows = con.execute("SELECT catalog, collection, shard FROM records WHERE item_id=?", (value,)).fetchall()
+        if not rows:
+            raise ConfigError(f"--only {value}: not a catalog, collection or known item id (item ids are known after a first build)")
+        for cat_id, coll_id, shard in rows:
+            sel.collections.add(f"{cat_id}/{coll_id}")
+            sel.shards.add((f"{cat_id}/{coll_id}", shard))
+            sel.catalogs.add(cat_id)
+    return sel
+
+
+def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection | None = None):
+    """Every doit task dict of a build (shards, collections, catalogs, and the build group)."""
+    selection = selection or Selection()
+    opts = {"strict": options.strict, "run_id": options.run_id, "jobs": options.jobs}
+    root = str(project.root)
+    catalog_tasks = []
+    for cat in project.catalogs.values():
+        if selection.catalogs is not None and cat.id not in selection.catalogs:
+            continue
+        coll_tasks = []
+        for coll in cat.collections:
+            if selection.collections is not None and coll.key not in selection.collections:
+                continue
+            shards = project.shard_paths(coll)
+            b.get_mapping(project, coll)  # config errors surface before anything runs
+            rows = plan.shard_rows(project, coll)
+            shard_tasks = []
+            for shard in shards:
+                name = plan.shard_task(coll, shard)
+                shard_tasks.append(name)
+                if selection.shards and coll.key in {k for k, _ in selection.shards} and (coll.key, shard) not in selection.shards:
+                    continue
+                yield {
+                    "basename": "build",
+                    "name": name.split(":", 1)[1],
+                    "actions": [(run_shard, [root, cat.id, coll.id, shard, opts])],
+                    "uptodate": [(_shard_fresh, [project, coll, shard, rows.get(shard)])],
+                    "doc": f"map records of {shard}",
+                }
+            if selection.shards and coll.key in {k for k, _ in selection.shards}:
+                shard_tasks = [plan.shard_task(coll, s) for k, s in selection.shards if k == coll.key]
+            name = plan.collection_task(coll)
+            coll_tasks.append(name)
+            yield {
+                "basename": "collection",
+                "name": name.split(":", 1)[1],
+                "actions": [(run_collection, [root, cat.id, coll.id, shards, opts])],
+                "task_dep": shard_tasks,
+                "uptodate": [(_collection_fresh, [project, coll, shards])],
+                "doc": f"write items, sub-catalogs and collection.json of {coll.key}",
+            }
+        name = plan.catalog_task(cat)
+        catalog_tasks.append(name)
+        yield {
+            "basename": "catalog",
+            "name": cat.id,
+            "actions": [(run_catalog, [root, cat.id, opts])],
+            "task_dep": coll_tasks,
+            "uptodate": [(_catalog_fresh, [project, cat])],
+            "doc": f"write catalog.json and manifest.json of {cat.id}",
+        }
+    yield {"basename": "build", "name": None, "doc": "build every catalog", "task_dep": catalog_tasks}
+
+
+class QuietReporter:
+    """doit reporter: silent on success, one line per failure, rich progress on a terminal."""
+
+    def __init__(self, outstream, options):
+        self.out = sys.stderr
+        self.failures: list[tuple[str, str]] = []
+        self.progress = None
+        self.total = 0
+
+    def initialize(self, tasks, selected_tasks):
+        self.total = sum(1 for t in tasks.values() if t.actions)
+        if _RUN.get("progress") and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.progress = Progress(transient=True)
+            self.progress.start()
+            self.bar = self.progress.add_task("building", total=self.total)
+
+    def _advance(self, task):
+        if self.progress is not None and task.actions:
+            self.progress.update(self.bar, advance=1, description=task.name[:60])
+
+    def get_status(self, task):
+        pass
+
+    def execute_task(self, task):
+        pass
+
+    def add_failure(self, task, fail):
+        msg = fail.get_msg().strip().splitlines()[-1] if hasattr(fail, "get_msg") else str(fail)
+        self.failures.append((task.name, msg))
+        _RUN.setdefault("failures", []).append((task.name, msg))
+        self._advance(task)
+        if not _RUN.get("collect"):
+            self.out.write(f"error: {msg}\n")
+
+    def add_success(self, task):
+        self._advance(task)
+
+    def skip_uptodate(self, task):
+        self._advance(task)
+
+    def skip_ignore(self, task):
+        self._advance(task)
+
+    def cleanup_error(self, exception):
+        self.out.write(f"error: {exception.get_msg()}\n")
+
+    def runtime_error(self, msg):
+        self.out.write(f"error: {msg}\n")
+
+    def teardown_task(self, task):
+        pass
+
+    def complete_run(self):
+        if self.progress is not None:
+            self.progress.stop()
+        if not _RUN.get("collect"):
+            project = _RUN.get("project")
+            if project is not None:
+                summary = summarize(project, str(_RUN.get("run_id", "")), self.failures)
+                self.out.write(format_summary(summary) + "\n")
+
+
+def doit_config(project: Project) -> dict:
+    return {
+        "backend": "sqlite3",
+        "dep_file": str(project.state_dir / "doit.sqlite3"),
+        "default_tasks": ["build"],
+        "reporter": QuietReporter,
+        "continue": True,
+    }
+
+
+def load_for_doit(start: str = ".", strict: bool = False, jobs: int | None = None):
+    """For dodo.py: (project, DOIT_CONFIG, task generator). Config errors exit cleanly (2)."""
+    try:
+        project = Project.discover(start)
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        acquire_lock(project)
+    except StacgitError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(exc.exit_code) from None
+    run_id = uuid.uuid4().hex
+    _RUN.update(project=project, run_id=run_id, collect=False, progress=False)
+    options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs or 1)
+
+    def task_build():
+        """Build every catalog (shards, collections, catalog roots)."""
+        try:
+            _prepare(project)
+            yield from iter_tasks(project, options)
+        except StacgitError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(exc.exit_code) from None
+
+    return project, doit_config(project), task_build
+
+
+def _prepare(project: Project) -> None:
+    """Before a run: forget catalogs that are no longer configured; clear old run reports."""
+    con = st.connect(project.state_dir)
+    for (cat_id,) in con.execute("SELECT DISTINCT catalog FROM aggregates").fetchall():
+        if cat_id not in project.catalogs:
+            b.remove_catalog_output(project, cat_id)
+    con.execute("DELETE FROM reports")
+    tmp = project.state_dir / "tmp"
+    if tmp.is_dir():
+        for leftover in tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- stacgit build
+
+
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def run_build(project: Project, *, strict: bool = False, full: bool = False, only: tuple[str, ...] = (), jobs: int | None = None, progress: bool = True) -> dict:
+    """Build (incrementally) and return the summary. The same tasks ``doit build`` runs."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    started = time.monotonic()
+    acquire_lock(project)
+    try:
+        jobs = jobs or default_jobs()
+        selection = select(project, only)
+        if full:
+            targets = selection.catalogs if selection.catalogs is not None else set(project.catalogs)
+            for cat_id in sorted(targets):
+                b.remove_catalog_output(project, cat_id)
+            (project.state_dir / "doit.sqlite3").unlink(missing_ok=True)
+        _prepare(project)
+        run_id = uuid.uuid4().hex
+        options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs)
+        tasks = list(iter_tasks(project, options, selection))  # raises ConfigError early
+
+        def task_build():
+            yield from tasks
+
+        _RUN.clear()
+        _RUN.update(project=project, run_id=run_id, collect=True, progress=progress)
+        namespace = {"task_build": task_build, "DOIT_CONFIG": doit_config(project)}
+        argv = ["run", "--continue"]
+        if jobs > 1:
+            argv += ["-n", str(jobs), "-P", "process"]
+        argv.append("build")
+        cwd = os.getcwd()
+        os.chdir(project.root)
+        try:
+            code = DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(argv)
+        finally:
+            os.chdir(cwd)
+        failures = list(_RUN.get("failures", []))
+        summary = summarize(project, run_id, failures)
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        if code not in (0, 1) and not summary["errors"]:
+            summary["errors"].append({"unit": "doit", "message": f"doit exited with code {code}"})
+        return summary
+    finally:
+        _RUN.clear()
+        release_lock(project)
+
+
+def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) -> dict:
+    con = st.connect(project.state_dir)
+    totals = {"processed": 0, "mapped": 0, "written": 0, "deleted": 0, "failed": 0}
+    files_written = files_deleted = 0
+    errors: list[dict] = []
+    for unit, data in con.execute("SELECT unit, data FROM reports WHERE run_id=? ORDER BY unit", (run_id,)):
+        rep = orjson.loads(data)
+        if "error" in rep:
+            errors.append({"unit": unit, "message": rep["error"]})
+            continue
+        if rep["unit"] == "shard":
+            totals["processed"] += rep["records"]
+            totals["mapped"] += rep["mapped"]
+        elif rep["unit"] == "collection":
+            totals["written"] += rep["items_written"]
+            totals["deleted"] += rep["items_deleted"]
+            files_written += rep["files_written"]
+            files_deleted += rep["files_deleted"]
+        else:
+            files_written += rep["files_written"]
+            totals["deleted"] += rep["items_deleted"]
+    seen = {e["unit"] for e in errors}
+    for unit, msg in failures:
+        if unit not in seen:
+            errors.append({"unit": unit, "message": msg})
+    n_items = con.execute("SELECT COUNT(*) FROM outputs WHERE kind='item'").fetchone()[0]
+    totals["failed"] = con.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+    failed_records = [
+        {"collection": f"{c}/{coll}", "location": b.location(s, loc), "field": f, "reason": r}
+        for c, coll, s, loc, f, r in con.execute("SELECT catalog, collection, shard, loc, field, reason FROM failures ORDER BY catalog, collection, shard, rowid LIMIT 20")
+    ]
+    return {
+        "items": {
+            "written": totals["written"],
+            "unchanged": max(0, n_items - totals["written"]),
+            "deleted": totals["deleted"],
+            "failed": totals["failed"],
+        },
+        "records": {"processed": totals["processed"], "mapped": totals["mapped"]},
+        "files_written": files_written,
+        "files_deleted": files_deleted,
+        "failed_records": failed_records,
+        "errors": errors,
+    }
+
+
+def format_summary(s: dict) -> str:
+    i = s["items"]
+    lines = [
+        f"records processed {s['records']['processed']} (mapped {s['records']['mapped']}); "
+        f"items written {i['written']}, unchanged {i['unchanged']}, deleted {i['deleted']}, failed {i['failed']}; "
+        f"files written {s['files_written']}, deleted {s['files_deleted']}"
+        + (f" in {s['seconds']:.1f}s" if "seconds" in s else "")
+    ]
+    for f in s["failed_records"]:
+        lines.append(f"skipped {f['location']}: {f['field']}: {f['reason']}")
+    if i["failed"] > len(s["failed_records"]):
+        lines.append(f"... {i['failed'] - len(s['failed_records'])} more skipped records in build/<catalog>/failed.ndjson")
+    for e in s["errors"]:
+        lines.append(f"error: {e['message']}")
+    return "\n".join(lines)

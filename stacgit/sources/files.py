@@ -1,0 +1,168 @@
+"""Streaming readers for CSV, JSON (array / object / FeatureCollection), NDJSON and Parquet.
+
+Memory stays bounded by one record (CSV, NDJSON), one record batch (Parquet) or, for JSON files
+over ``_JSON_STREAM_BYTES``, one array element (ijson); smaller JSON files are parsed whole with
+orjson because that is faster.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import orjson
+
+from stacgit.errors import SourceError
+
+_JSON_STREAM_BYTES = 64 << 20
+_PARQUET_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A record that could not be read; reported with its location and skipped."""
+
+    reason: str
+
+
+def _decoded_lines(f, display: str) -> Iterator[str]:
+    for lineno, raw in enumerate(f, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{display}:{lineno}: not valid UTF-8 (byte {exc.start + 1} of the line)") from exc
+        if lineno == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield text
+
+
+def _iter_csv(path: str, display: str, delimiter: str):
+    with open(path, "rb") as f:
+        reader = csv.reader(_decoded_lines(f, display), delimiter=delimiter, strict=True)
+        try:
+            header = next(reader, None)
+            if not header:
+                raise SourceError(f"{display}:1: empty CSV file (a header row is required)")
+            header = [h.strip() for h in header]
+            dupes = sorted({h for h in header if header.count(h) > 1})
+            if dupes:
+                raise SourceError(f"{display}:1: duplicate CSV column(s): {', '.join(dupes)}")
+            if "" in header:
+                raise SourceError(f"{display}:1: CSV header has an empty column name (column {header.index('') + 1})")
+            width = len(header)
+            start = reader.line_num
+            for row in reader:
+                loc = f"line {start + 1}"
+                start = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != width:
+                    missing = header[len(row):] if len(row) < width else []
+                    why = (
+                        f"row has {len(row)} fields, header has {width} (missing: {', '.join(missing)})"
+                        if missing
+                        else f"row has {len(row)} fields, header has {width}"
+                    )
+                    yield loc, RecordError(why), None
+                    continue
+                rec = {h: (v if v != "" else None) for h, v in zip(header, row)}
+                yield loc, rec, delimiter.join(row).encode()
+        except csv.Error as exc:
+            raise SourceError(f"{display}:{reader.line_num}: malformed CSV: {exc}") from exc
+
+
+def _json_error(display: str, exc: orjson.JSONDecodeError) -> SourceError:
+    return SourceError(f"{display}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
+
+
+def _iter_ndjson(path: str, display: str):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise SourceError(f"{display}:{lineno}: invalid JSON: {exc.msg}") from exc
+            if not isinstance(rec, dict):
+                yield f"line {lineno}", RecordError(f"expected a JSON object, got {type(rec).__name__}"), None
+                continue
+            yield f"line {lineno}", rec, line
+
+
+def _records_of(doc, display: str):
+    if isinstance(doc, list):
+        items, what = doc, "element"
+    elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        items, what = doc.get("features") or [], "feature"
+    elif isinstance(doc, dict):
+        items, what = [doc], "object"
+    else:
+        raise SourceError(f"{display}:1: expected a JSON array, object or FeatureCollection")
+    for i, rec in enumerate(items, start=1):
+        loc = f"{what} {i}"
+        if not isinstance(rec, dict):
+            yield loc, RecordError(f"expected a JSON object, got {type(rec).__name__}"), None
+        else:
+            yield loc, rec, None
+
+
+def _iter_json(path: str, display: str):
+    size = os.path.getsize(path)
+    if size <= _JSON_STREAM_BYTES:
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise _json_error(display, exc) from exc
+        yield from _records_of(doc, display)
+        return
+    import ijson
+
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        f.seek(0)
+        prefix = "item" if head.startswith(b"[") else "features.item"
+        what = "element" if prefix == "item" else "feature"
+        try:
+            for i, rec in enumerate(ijson.items(f, prefix, use_float=True), start=1):
+                if not isinstance(rec, dict):
+                    yield f"{what} {i}", RecordError(f"expected a JSON object, got {type(rec).__name__}"), None
+                else:
+                    yield f"{what} {i}", rec, None
+        except ijson.JSONError as exc:
+            raise SourceError(f"{display}: invalid JSON: {exc}") from exc
+
+
+def _iter_parquet(path: str, display: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"{display}: cannot read Parquet: {exc}") from exc
+    row = 0
+    for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
+        for rec in batch.to_pylist():
+            row += 1
+            yield f"row {row}", rec, None
+
+
+def iter_records(path: str, display: str, fmt: str, delimiter: str = ","):
+    """Yield ``(location, record | RecordError, raw_bytes | None)`` for every record."""
+    if not os.path.isfile(path):
+        raise SourceError(f"{display}: source file does not exist")
+    if fmt == "csv":
+        return _iter_csv(path, display, delimiter)
+    if fmt == "ndjson":
+        return _iter_ndjson(path, display)
+    if fmt == "json":
+        return _iter_json(path, display)
+    if fmt == "parquet":
+        return _iter_parquet(path, display)
+    raise SourceError(f"{display}: unknown source format {fmt!r}")

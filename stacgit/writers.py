@@ -1,0 +1,134 @@
+"""Output files: atomic writes of canonical JSON, relative links, STAC documents.
+
+Paths handled here are posix paths relative to ``build/<catalog>/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+from stacgit.hashing import pretty_json
+
+STAC_VERSION = "1.1.0"
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+
+_counter = itertools.count()
+
+
+class AtomicWriter:
+    """Writes files via temp file + rename; temp files live in one directory of their own so
+    a killed build leaves nothing inside the output tree."""
+
+    def __init__(self, out_dir: Path, tmp_dir: Path):
+        self.out_dir = out_dir
+        self.tmp_dir = tmp_dir
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._dirs: set[str] = set()
+        self._prefix = f"{os.getpid()}-"
+
+    def write(self, rel: str, data: bytes) -> None:
+        final = os.path.join(self.out_dir, rel)
+        parent = os.path.dirname(final)
+        if parent not in self._dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._dirs.add(parent)
+        tmp = os.path.join(self.tmp_dir, self._prefix + str(next(_counter)))
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            if exc.errno != 18:  # EXDEV: tmp dir on another file system
+                raise
+            local_tmp = final + f".{self._prefix}tmp"
+            with open(local_tmp, "wb") as f:
+                f.write(data)
+            os.unlink(tmp)
+            os.replace(local_tmp, final)
+
+    def delete(self, rel: str, stop_at: str = "") -> None:
+        """Delete a file and the directories it leaves empty, up to ``stop_at``."""
+        final = os.path.join(self.out_dir, rel)
+        try:
+            os.unlink(final)
+        except FileNotFoundError:
+            pass
+        parent = posixpath.dirname(rel)
+        while parent and parent != stop_at and parent.startswith(stop_at):
+            try:
+                os.rmdir(os.path.join(self.out_dir, parent))
+            except OSError:
+                break
+            self._dirs.discard(os.path.join(self.out_dir, parent))
+            parent = posixpath.dirname(parent)
+
+
+def rel_href(from_file: str, to_file: str) -> str:
+    """Relative href from one output file to another, './'-prefixed when in the same folder."""
+    href = posixpath.relpath(to_file, posixpath.dirname(from_file) or ".")
+    return href if href.startswith("../") else "./" + href
+
+
+def link(rel: str, href: str, media_type: str = JSON, title: str | None = None) -> dict[str, Any]:
+    out = {"rel": rel, "href": href, "type": media_type}
+    if title is not None:
+        out["title"] = title
+    return out
+
+
+def structural_links(path: str, root: str, parent: str, collection: str | None = None) -> list[dict]:
+    links = [link("root", rel_href(path, root)), link("parent", rel_href(path, parent))]
+    if collection is not None:
+        links.append(link("collection", rel_href(path, collection)))
+    return links
+
+
+def render_item(body: dict, path: str, root: str, parent: str, collection: str) -> bytes:
+    """Add root/parent/collection links (before the mapping's own links) and serialise."""
+    body["links"] = structural_links(path, root, parent, collection) + body.get("links", [])
+    return pretty_json(body)
+
+
+def render_catalog(doc_id: str, title: str | None, description: str, path: str, root: str, parent: str | None, children: list[dict], extra_links: tuple[dict, ...] = (), extra: dict | None = None) -> bytes:
+    if parent is None:
+        links = [link("root", rel_href(path, root))]
+    else:
+        links = structural_links(path, root, parent)
+    links += list(extra_links) + children
+    doc: dict[str, Any] = {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [],
+        "id": doc_id,
+        "description": description,
+        "links": links,
+    }
+    if title is not None:
+        doc["title"] = title
+    if extra:
+        doc.update(extra)
+    return pretty_json(doc)
+
+
+def render_collection(coll_id: str, meta: dict, path: str, root: str, extent: dict, children: list[dict]) -> bytes:
+    doc: dict[str, Any] = {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [],
+        "id": coll_id,
+        "description": meta["description"],
+        "license": meta["license"],
+        "extent": extent,
+        "links": structural_links(path, root, root) + list(meta.get("links", [])) + children,
+    }
+    for k in ("title", "keywords", "providers"):
+        if k in meta:
+            doc[k] = meta[k]
+    for k, v in meta.get("extra_fields", {}).items():
+        doc.setdefault(k, v)
+    return pretty_json(doc)
