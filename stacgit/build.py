@@ -320,7 +320,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         else:
             docs[path] = render_collection(coll.id, coll.meta, path, "catalog.json", _extent(records), children)
     desired.update(docs)
-    doc_writes = {p: d for p, d in docs.items() if existing.get(p, (None,) * 5)[3] != sha256_bytes(d)}
+    doc_writes = {p: d for p, d in docs.items() if existing.get(p, (None,) * 5)[3] != sha256_bytes(d) or not _same_bytes(out_dir / p, d)}
     deletes = sorted(p for p in existing if p not in desired)
     deleted_items = sum(1 for p in deletes if existing[p][1] == "item")
 
@@ -366,6 +366,14 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         if cache_files.get(s):
             Path(cache_root, cache_files[s]).unlink(missing_ok=True)
     return report
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Aggregate documents are few: compare them with the disk so hand edits get repaired."""
+    try:
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
 
 
 def _write_items(out_dir: str, tmp_dir: str, cache_root: str, batches: dict, n_write: int, jobs: int) -> list[tuple]:

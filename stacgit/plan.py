@@ -179,7 +179,8 @@ def compute_status(project: Project) -> list[StaleUnit]:
                 reason = Reason.SOURCE_CHANGED
             if reason is not None:
                 stale.append(StaleUnit(collection_task(coll), reason))
-                cat_stale = True
+                # a repaired output does not change what the catalog root lists
+                cat_stale = cat_stale or reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
         reason = catalog_reason(project, cat)
         if reason is None and cat_stale:
             reason = Reason.SOURCE_CHANGED

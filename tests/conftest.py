@@ -1,0 +1,66 @@
+"""Shared fixtures: a catalog repository built from this repo's examples in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def copy_examples(dest: Path, catalogs=("shift", "3dep")) -> Path:
+    (dest / "catalogs").mkdir(parents=True)
+    for c in catalogs:
+        shutil.copytree(REPO / "catalogs" / c, dest / "catalogs" / c, ignore=shutil.ignore_patterns("sources") if c == "synthetic" else None)
+    shutil.copytree(REPO / "mappings", dest / "mappings")
+    shutil.copy(REPO / "dodo.py", dest / "dodo.py")
+    return dest
+
+
+def add_synthetic(repo: Path, items: int = 1200) -> None:
+    import generate
+
+    if not (repo / "catalogs" / "synthetic").exists():
+        shutil.copytree(REPO / "catalogs" / "synthetic", repo / "catalogs" / "synthetic", ignore=shutil.ignore_patterns("sources"))
+    generate.write_sources(repo / "catalogs" / "synthetic" / "sources", items, 2)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return copy_examples(tmp_path / "repo")
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str):
+        self.exit_code, self.stdout, self.stderr = code, out, err
+
+    @property
+    def json(self):
+        import json
+
+        return json.loads(self.stdout)
+
+
+def stacgit(repo: Path, *args: str) -> Result:
+    """Run the CLI in-process (click's CliRunner)."""
+    from stacgit.cli import cli
+
+    command, *rest = args
+    res = CliRunner().invoke(cli, [command, "-C", str(repo), *rest], catch_exceptions=False)
+    return Result(res.exit_code, res.stdout, res.stderr)
+
+
+def stacgit_proc(repo: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a subprocess (what users run)."""
+    return subprocess.run([sys.executable, "-m", "stacgit", *args], cwd=repo, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
