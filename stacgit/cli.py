@@ -46,7 +46,13 @@ def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int 
         summary = run_build(_project(repo), strict=strict, full=full, only=only, jobs=jobs, progress=not as_json)
     except StacgitError as exc:
         _fail(exc)
-    click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() if as_json else format_summary(summary))
+    if as_json:
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        for e in summary["errors"]:
+            click.echo(f"error: {e['message']}", err=True)
+    else:
+        for line in format_summary(summary).splitlines():
+            click.echo(line, err=line.startswith("error:"))
     sys.exit(1 if summary["errors"] or summary["items"]["failed"] else 0)
 
 

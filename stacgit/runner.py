@@ -253,10 +253,18 @@ class QuietReporter:
         pass
 
     def add_failure(self, task, fail):
-        msg = fail.get_msg().strip().splitlines()[-1] if hasattr(fail, "get_msg") else str(fail)
+        from doit.exceptions import TaskFailed as _Failed
+        from doit.exceptions import UnmetDependency
+
+        self._advance(task)
+        if isinstance(fail, UnmetDependency):
+            return  # the failing dependency has been reported already
+        if isinstance(fail, _Failed):
+            msg = fail.message  # our own one-line message
+        else:  # a bug or an unexpected error inside doit: keep the detail
+            msg = fail.get_msg().strip()
         self.failures.append((task.name, msg))
         _RUN.setdefault("failures", []).append((task.name, msg))
-        self._advance(task)
         if not _RUN.get("collect"):
             self.out.write(f"error: {msg}\n")
 
@@ -382,6 +390,13 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         failures = list(_RUN.get("failures", []))
         summary = summarize(project, run_id, failures)
         summary["seconds"] = round(time.monotonic() - started, 3)
+        if strict and summary["items"]["failed"] and not summary["errors"]:
+            # shards that were up to date still hold failed records: --strict fails on them too
+            first = summary["failed_records"][0]
+            more = summary["items"]["failed"] - 1
+            summary["errors"].append(
+                {"unit": "strict", "message": f"{first['location']}: {first['field']}: {first['reason']}" + (f" (and {more} more)" if more else "")}
+            )
         if code not in (0, 1) and not summary["errors"]:
             summary["errors"].append({"unit": "doit", "message": f"doit exited with code {code}"})
         return summary
