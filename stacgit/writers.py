@@ -5,6 +5,7 @@ Paths handled here are posix paths relative to ``build/<catalog>/``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import posixpath
@@ -70,7 +71,12 @@ class AtomicWriter:
 
 def rel_href(from_file: str, to_file: str) -> str:
     """Relative href from one output file to another, './'-prefixed when in the same folder."""
-    href = posixpath.relpath(to_file, posixpath.dirname(from_file) or ".")
+    return _rel_href(posixpath.dirname(from_file) or ".", to_file)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _rel_href(from_dir: str, to_file: str) -> str:
+    href = posixpath.relpath(to_file, from_dir)
     return href if href.startswith("../") else "./" + href
 
 
