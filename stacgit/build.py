@@ -54,6 +54,11 @@ def location(shard: str, loc: str) -> str:
     return f"{shard} ({loc})"
 
 
+def failure_message(where: str, field: str, reason: str, more: int = 0) -> str:
+    """One line for a record that failed to map: ``file:line: field: reason (and N more)``."""
+    return f"{where}: {field}: {reason}" + (f" (and {more} more)" if more else "")
+
+
 def cache_dir(project: Project, catalog_id: str) -> Path:
     return project.state_dir / "cache" / catalog_id
 
@@ -165,8 +170,7 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     if failures and options.strict:
         new_cache_path.unlink(missing_ok=True)
         loc, field, reason, _ = failures[0]
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise BuildError(f"{location(shard, loc)}: {field}: {reason}{more}")
+        raise BuildError(failure_message(location(shard, loc), field, reason, len(failures) - 1))
 
     result_digest = digest_obj(
         [config_digest, [(r[3], r[6], r[7], r[8], r[9], r[10], r[11], r[12]) for r in rows], failures]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from doit.exceptions import TaskFailed
+from doit.exceptions import TaskFailed, UnmetDependency
 
 from stacgit import build as b
 from stacgit import plan
@@ -253,13 +253,10 @@ class QuietReporter:
         pass
 
     def add_failure(self, task, fail):
-        from doit.exceptions import TaskFailed as _Failed
-        from doit.exceptions import UnmetDependency
-
         self._advance(task)
         if isinstance(fail, UnmetDependency):
             return  # the failing dependency has been reported already
-        if isinstance(fail, _Failed):
+        if isinstance(fail, TaskFailed):
             msg = fail.message  # our own one-line message
         else:  # a bug or an unexpected error inside doit: keep the detail
             msg = fail.get_msg().strip()
@@ -393,10 +390,8 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         if strict and summary["items"]["failed"] and not summary["errors"]:
             # shards that were up to date still hold failed records: --strict fails on them too
             first = summary["failed_records"][0]
-            more = summary["items"]["failed"] - 1
-            summary["errors"].append(
-                {"unit": "strict", "message": f"{first['location']}: {first['field']}: {first['reason']}" + (f" (and {more} more)" if more else "")}
-            )
+            message = b.failure_message(first["location"], first["field"], first["reason"], summary["items"]["failed"] - 1)
+            summary["errors"].append({"unit": "strict", "message": message})
         if code not in (0, 1) and not summary["errors"]:
             summary["errors"].append({"unit": "doit", "message": f"doit exited with code {code}"})
         return summary
@@ -460,7 +455,7 @@ def format_summary(s: dict) -> str:
         + (f" in {s['seconds']:.1f}s" if "seconds" in s else "")
     ]
     for f in s["failed_records"]:
-        lines.append(f"skipped {f['location']}: {f['field']}: {f['reason']}")
+        lines.append("skipped " + b.failure_message(f["location"], f["field"], f["reason"]))
     if i["failed"] > len(s["failed_records"]):
         lines.append(f"... {i['failed'] - len(s['failed_records'])} more skipped records in build/<catalog>/failed.ndjson")
     for e in s["errors"]:
