@@ -34,7 +34,7 @@ from stacgit.mapping import item_time_range
 from stacgit.plan import catalog_input_digest, collection_input_digest, get_mapping
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
 from stacgit.sources import RecordError, iter_records
-from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, render_item
+from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, splice_links
 
 PARALLEL_WRITE_MIN = 20_000
 """Collections writing at least this many items spread the writes over ``jobs`` processes."""
@@ -81,7 +81,18 @@ def _save_report(con, run_id: str, unit: str, report: dict) -> None:
 # --------------------------------------------------------------------------- phase A: shards
 
 
+COMPACT_SLACK = 4 << 20
+"""A shard's cache file is rewritten when its dead bytes exceed its live bytes plus this
+(checked after each append, so a cache file never holds more than twice its live bytes)."""
+
+
 def build_shard(project: Project, coll: CollectionSpec, shard: str, options: BuildOptions) -> dict:
+    """Map the records of one source file.
+
+    Records whose bytes (and mapping) are unchanged keep their state row and cached body
+    untouched; new bodies are appended to the shard's cache file. The cache file is rewritten
+    (and every row with it) when the mapping changed or it is more than half dead bytes.
+    """
     con = st.connect(project.state_dir)
     mapping = get_mapping(project, coll)
     config_digest = coll.config_digest(mapping.digest)
@@ -95,47 +106,52 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     cdir = cache_dir(project, coll.catalog_id)
     cdir.mkdir(parents=True, exist_ok=True)
     key = _shard_key(coll, shard)
+    where = (coll.catalog_id, coll.id, shard)
     prior_row = con.execute(
-        "SELECT config_digest, cache_file FROM shards WHERE catalog=? AND collection=? AND shard=?",
-        (coll.catalog_id, coll.id, shard),
+        "SELECT config_digest, cache_file, result_digest FROM shards WHERE catalog=? AND collection=? AND shard=?", where
     ).fetchone()
     old_cache_path = str(cdir / prior_row[1]) if prior_row and prior_row[1] else None
     for stray in glob.glob(str(cdir / f"{key}-*.bin")):
         if stray != old_cache_path:
             os.unlink(stray)
+    usable = bool(prior_row and prior_row[0] == config_digest and old_cache_path and os.path.exists(old_cache_path))
+    append = usable  # same mapping: unchanged records keep their rows and cached bodies
     prior: dict[str, tuple] = {}
-    old_cache = None
-    if prior_row and prior_row[0] == config_digest and old_cache_path and os.path.exists(old_cache_path):
-        for r in con.execute(
-            "SELECT record_digest, item_id, body_digest, start, end, w, s, e, n, cache_off, cache_len "
-            "FROM records WHERE catalog=? AND collection=? AND shard=?",
-            (coll.catalog_id, coll.id, shard),
+    if append:
+        for rdig, item_id, ln in con.execute(
+            "SELECT record_digest, item_id, cache_len FROM records WHERE catalog=? AND collection=? AND shard=?", where
         ):
-            prior[r[0]] = r[1:]
-        old_cache = open(old_cache_path, "rb")
+            prior[rdig] = (item_id, ln)
 
-    new_cache_name = f"{key}-{uuid.uuid4().hex[:12]}.bin"
-    new_cache_path = cdir / new_cache_name
-    rows: list[tuple] = []
+    if append:
+        cache_name = prior_row[1]
+        cache_path = Path(old_cache_path)
+        cache_mode = "ab"
+    else:
+        cache_name = f"{key}-{uuid.uuid4().hex[:12]}.bin"
+        cache_path = cdir / cache_name
+        cache_mode = "wb"
+    rows: list[tuple] = []  # new state rows
+    kept: set[str] = set()  # record digests of prior rows that stay as they are
     failures: list[tuple] = []
     seen: dict[str, str] = {}
     mapped = reused = 0
     fmt = project.source_format(coll, shard)
     render = mapping.render
     try:
-        with open(new_cache_path, "wb") as cache:
-            offset = 0
+        with open(cache_path, cache_mode) as cache:
+            offset = cache.seek(0, os.SEEK_END)
             for loc, rec, raw in iter_records(abs_path, shard, fmt, coll.source.delimiter):
                 if isinstance(rec, RecordError):
                     failures.append((loc, "record", rec.reason, None))
                     continue
                 rdig = _record_digest(raw, rec)
                 hit = prior.get(rdig)
-                if hit is not None:
-                    item_id, body_digest, start, end, w, s, e, n, off, ln = hit
-                    old_cache.seek(off)
-                    body = old_cache.read(ln)
+                if hit is not None and rdig not in kept:
+                    item_id = hit[0]
                     reused += 1
+                    kept.add(rdig)
+                    body = None
                 else:
                     item_id = None
                     try:
@@ -149,7 +165,7 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                     except MappingError as exc:
                         failures.append((loc, exc.field, exc.reason, item_id if isinstance(item_id, str) else None))
                         continue
-                    body = canonical_json(item)
+                    body = pretty_json(item)  # the item file minus its structural links
                     body_digest = digest_bytes(body)
                     mapped += 1
                 if item_id in seen:
@@ -157,45 +173,106 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                         f"duplicate item id '{item_id}' in collection {coll.key}: {location(shard, seen[item_id])} and {location(shard, loc)}"
                     )
                 seen[item_id] = loc
-                cache.write(body)
-                rows.append((coll.catalog_id, coll.id, shard, item_id, loc, rdig, body_digest, start, end, w, s, e, n, offset, len(body)))
-                offset += len(body)
+                if body is not None:
+                    cache.write(body)
+                    rows.append((*where, item_id, rdig, body_digest, start, end, w, s, e, n, offset, len(body)))
+                    offset += len(body)
     except BaseException:
-        new_cache_path.unlink(missing_ok=True)
+        if not append:
+            cache_path.unlink(missing_ok=True)
         raise
-    finally:
-        if old_cache is not None:
-            old_cache.close()
 
     if failures and options.strict:
-        new_cache_path.unlink(missing_ok=True)
+        if not append:
+            cache_path.unlink(missing_ok=True)
         loc, field, reason, _ = failures[0]
         raise BuildError(failure_message(location(shard, loc), field, reason, len(failures) - 1))
 
-    result_digest = digest_obj(
-        [config_digest, [(r[3], r[6], r[7], r[8], r[9], r[10], r[11], r[12]) for r in rows], failures]
-    )
-    report = {"unit": "shard", "shard": shard, "records": len(rows) + len(failures), "mapped": mapped, "reused": reused, "failed": len(failures)}
-    with st.Transaction(con):
-        where = (coll.catalog_id, coll.id, shard)
-        con.execute("DELETE FROM records WHERE catalog=? AND collection=? AND shard=?", where)
-        con.execute("DELETE FROM failures WHERE catalog=? AND collection=? AND shard=?", where)
-        con.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        con.executemany(
-            "INSERT INTO failures VALUES (?,?,?,?,?,?,?)",
-            [(coll.catalog_id, coll.id, shard, loc, field, reason, iid) for loc, field, reason, iid in failures],
+    dropped = [v[0] for d, v in prior.items() if d not in kept] if append else []
+    new_failures = [(*where, loc, field, reason, iid) for loc, field, reason, iid in failures]
+    if append:
+        old_failures = con.execute(
+            "SELECT catalog, collection, shard, loc, field, reason, item_id FROM failures "
+            "WHERE catalog=? AND collection=? AND shard=? ORDER BY rowid",
+            where,
+        ).fetchall()
+        if not rows and not dropped and old_failures == new_failures:
+            result_digest = prior_row[2]
+        else:
+            changes = [sorted((r[3], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows), sorted(dropped), failures]
+            result_digest = digest_obj([prior_row[2], config_digest, changes])
+    else:
+        result_digest = digest_obj(
+            [config_digest, sorted((r[3], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows), failures]
         )
+    if append:
+        live = sum(v[1] for d, v in prior.items() if d in kept) + sum(r[-1] for r in rows)
+        if os.path.getsize(cache_path) > 2 * live + COMPACT_SLACK:
+            cache_name = f"{key}-{uuid.uuid4().hex[:12]}.bin"
+            rows = _compact(con, where, {prior[d][0] for d in kept}, rows, cache_path, cdir / cache_name)
+            cache_path = cdir / cache_name
+            append = False
+    report = {"unit": "shard", "shard": shard, "records": len(seen) + len(failures), "mapped": mapped, "reused": reused, "failed": len(failures)}
+    with st.Transaction(con):
+        if append:
+            con.executemany(
+                "DELETE FROM records WHERE catalog=? AND collection=? AND shard=? AND item_id=?",
+                [(*where, iid) for iid in dropped],
+            )
+        else:
+            con.execute("DELETE FROM records WHERE catalog=? AND collection=? AND shard=?", where)
+        con.execute("DELETE FROM failures WHERE catalog=? AND collection=? AND shard=?", where)
+        con.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        con.executemany("INSERT INTO failures VALUES (?,?,?,?,?,?,?)", new_failures)
         con.execute(
             "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (*where, stat.st_size, stat.st_mtime_ns, file_digest, config_digest, result_digest, new_cache_name, len(rows), len(failures)),
+            (*where, stat.st_size, stat.st_mtime_ns, file_digest, config_digest, result_digest, cache_name, len(seen), len(failures)),
         )
         _save_report(con, options.run_id, f"build:{coll.key}/{shard}", report)
-    if old_cache_path and old_cache_path != str(new_cache_path):
+    if old_cache_path and old_cache_path != str(cache_path):
         try:
             os.unlink(old_cache_path)
         except FileNotFoundError:
             pass
     return report
+
+
+def _compact(con, where: tuple, kept_ids: set[str], new_rows: list[tuple], old_path: Path, new_path: Path) -> list[tuple]:
+    """Copy the live bodies of a shard's cache into a fresh file; return every row, re-offset."""
+    rows = [
+        r
+        for r in con.execute("SELECT * FROM records WHERE catalog=? AND collection=? AND shard=?", where).fetchall()
+        if r[3] in kept_ids
+    ] + new_rows
+    out: list[tuple] = []
+    try:
+        with open(old_path, "rb") as src, open(new_path, "wb") as dst:
+            offset = 0
+            for r in rows:
+                src.seek(r[-2])
+                body = src.read(r[-1])
+                dst.write(body)
+                out.append((*r[:-2], offset, len(body)))
+                offset += len(body)
+    except BaseException:
+        new_path.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def find_location(project: Project, coll: CollectionSpec, shard: str, item_id: str) -> str:
+    """``file:line`` of the record that produced an item (found again by its record digest)."""
+    con = st.connect(project.state_dir)
+    row = con.execute(
+        "SELECT record_digest FROM records WHERE catalog=? AND collection=? AND shard=? AND item_id=?",
+        (coll.catalog_id, coll.id, shard, item_id),
+    ).fetchone()
+    if row is not None:
+        fmt = project.source_format(coll, shard)
+        for loc, rec, raw in iter_records(str(project.root / shard), shard, fmt, coll.source.delimiter):
+            if not isinstance(rec, RecordError) and _record_digest(raw, rec) == row[0]:
+                return location(shard, loc)
+    return shard
 
 
 # --------------------------------------------------------------------------- phase B: collections
@@ -237,96 +314,152 @@ def _write_item_batch(args: tuple) -> list[tuple]:
     results = []
     for cache_name, items in jobs:
         with open(os.path.join(cache_root, cache_name), "rb") as f:
-            for item_id, off, ln, path, parent, coll_path, body_digest in items:
+            for item_id, off, ln, path, parent, coll_path, body_digest, fresh in items:
                 f.seek(off)
-                body = orjson.loads(f.read(ln))
-                data = render_item(body, path, "catalog.json", parent, coll_path)
-                writer.write(path, data)
+                data = splice_links(f.read(ln), path, "catalog.json", parent, coll_path)
+                writer.write(path, data, fresh)
                 results.append((path, item_id, body_digest, sha256_bytes(data), len(data)))
     return results
 
 
+def _leaf_of(coll: CollectionSpec, item_path: str) -> tuple[str, ...]:
+    """Segments of the (sub-)catalog an item file at ``item_path`` belongs to."""
+    parts = item_path.split("/")
+    depth = coll.layout.item_path.count("/") + 1
+    return tuple(parts[1 : len(parts) - depth])
+
+
+def _structure_digest(coll: CollectionSpec, nodes: list) -> str:
+    return digest_obj([coll.layout.item_path, list(coll.layout.split), coll.layout.max_items, [(n.segments, n.children) for n in nodes]])
+
+
+def _node_doc(coll: CollectionSpec, node, extent: dict) -> bytes:
+    path = _node_path(coll, node.segments)
+    if node.children:
+        children = [link("child", f"./{c}/catalog.json", title="/".join((*node.segments, c))) for c in node.children]
+    else:
+        children = [link("item", "./" + coll.layout.item_path.format(id=i), "application/geo+json") for i in node.items]
+    if not node.segments:
+        return render_collection(coll.id, coll.meta, path, "catalog.json", extent, children)
+    return render_catalog(
+        f"{coll.id}-{'-'.join(node.segments)}",
+        node.title,
+        f"Items of {coll.id} in {node.title}",
+        path,
+        "catalog.json",
+        _node_path(coll, node.segments[:-1]),
+        children,
+    )
+
+
 def build_collection(project: Project, coll: CollectionSpec, shards: list[str], options: BuildOptions) -> dict:
+    """Lay out, write and delete the items of a collection; write its (sub-)catalog documents.
+
+    When the layout tree is the one of the last build, items that did not change did not
+    move: the items to write and delete are found by a join of the state tables, and only the
+    leaf catalogs that gained or lost items are rendered. Otherwise every item's place is
+    recomputed and compared (a full pass, still writing only what changed).
+    """
     con = st.connect(project.state_dir)
     cat_id = coll.catalog_id
+    coll_key = (cat_id, coll.id)
     out_dir = project.build_dir / cat_id
     writer = AtomicWriter(out_dir, project.state_dir / "tmp")
     _recover_pending(con, writer, cat_id, coll.id)
 
-    cache_files = dict(
-        con.execute("SELECT shard, cache_file FROM shards WHERE catalog=? AND collection=?", (cat_id, coll.id)).fetchall()
-    )
+    cache_files = dict(con.execute("SELECT shard, cache_file FROM shards WHERE catalog=? AND collection=?", coll_key).fetchall())
     current = set(shards)
     gone_shards = sorted(s for s in cache_files if s not in current)
-    records: dict[str, tuple] = {}
-    for r in con.execute(
-        "SELECT shard, item_id, loc, body_digest, start, end, w, s, e, n, cache_off, cache_len "
-        "FROM records WHERE catalog=? AND collection=?",
-        (cat_id, coll.id),
-    ):
-        if r[0] not in current:
-            continue
-        prev = records.get(r[1])
-        if prev is not None:
-            a, b = sorted([location(prev[0], prev[2]), location(r[0], r[2])])
-            raise PlanError(f"duplicate item id '{r[1]}' in collection {coll.key}: {a} and {b}")
-        records[r[1]] = r
+    if gone_shards:  # inputs, not outputs: their items now count as removed (found below)
+        with st.Transaction(con):
+            for s in gone_shards:
+                for table in ("shards", "records", "failures"):
+                    con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=? AND shard=?", (*coll_key, s))
 
-    placement, nodes = compute_layout([(i, r[4]) for i, r in records.items()], coll.layout.split, coll.layout.max_items)
+    members: list[tuple[str, str]] = []
+    owner: dict[str, str] = {}
+    for shard, item_id, start in con.execute("SELECT shard, item_id, start FROM records WHERE catalog=? AND collection=?", coll_key):
+        other = owner.get(item_id)
+        if other is not None:
+            a, b = sorted([find_location(project, coll, other, item_id), find_location(project, coll, shard, item_id)])
+            raise PlanError(f"duplicate item id '{item_id}' in collection {coll.key}: {a} and {b}")
+        owner[item_id] = shard
+        members.append((item_id, start))
+    del owner
+    placement, nodes = compute_layout(members, coll.layout.split, coll.layout.max_items)
+    del members
+    structure = _structure_digest(coll, nodes)
+    prior = con.execute("SELECT structure FROM aggregates WHERE catalog=? AND collection=?", coll_key).fetchone()
+    incremental = prior is not None and prior[0] == structure
     coll_path = f"{coll.id}/collection.json"
-    existing = {
-        r[0]: r[1:]
-        for r in con.execute(
-            "SELECT path, item_id, kind, body_digest, sha256, size FROM outputs WHERE catalog=? AND collection=?",
-            (cat_id, coll.id),
-        )
-    }
 
-    # items to write, grouped by shard cache file
-    desired: set[str] = set()
     batches: dict[str, list[tuple]] = defaultdict(list)
     n_write = 0
-    for item_id, r in records.items():
-        segs = placement[item_id]
-        path = _item_path(coll, segs, item_id)
-        desired.add(path)
-        old = existing.get(path)
-        if old is not None and old[0] == item_id and old[2] == r[3]:
-            continue
-        batches[cache_files[r[0]]].append((item_id, r[10], r[11], path, _node_path(coll, segs), coll_path, r[3]))
-        n_write += 1
-
-    # sub-catalogs and collection.json
-    docs: dict[str, bytes] = {}
-    for node in nodes:
-        path = _node_path(coll, node.segments)
-        if node.children:
-            children = [
-                link("child", f"./{c}/catalog.json", title="/".join((*node.segments, c)))
-                for c in node.children
-            ]
-        else:
-            children = [
-                link("item", "./" + coll.layout.item_path.format(id=i), "application/geo+json")
-                for i in node.items
-            ]
-        if node.segments:
-            parent_path = _node_path(coll, node.segments[:-1])
-            docs[path] = render_catalog(
-                f"{coll.id}-{'-'.join(node.segments)}",
-                node.title,
-                f"Items of {coll.id} in {node.title}",
-                path,
-                "catalog.json",
-                parent_path,
-                children,
+    deletes: list[str] = []
+    deleted_items = 0
+    existing_docs = {
+        p: sha
+        for p, sha in con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND kind='catalog'", coll_key)
+    }
+    if incremental:
+        dirty: set[tuple[str, ...]] = set()
+        for item_id, shard, body_digest, off, ln, old_path in con.execute(
+            "SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM records r "
+            "LEFT JOIN outputs o ON o.catalog=r.catalog AND o.collection=r.collection AND o.item_id=r.item_id AND o.kind='item' "
+            "WHERE r.catalog=? AND r.collection=? AND (o.body_digest IS NULL OR o.body_digest != r.body_digest)",
+            coll_key,
+        ).fetchall():
+            segs = placement[item_id]
+            path = _item_path(coll, segs, item_id)
+            if old_path is None or old_path != path:
+                dirty.add(segs)
+                if old_path is not None:
+                    dirty.add(_leaf_of(coll, old_path))
+                    deletes.append(old_path)
+            batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old_path != path))
+            n_write += 1
+        for (old_path,) in con.execute(
+            "SELECT o.path FROM outputs o WHERE o.catalog=? AND o.collection=? AND o.kind='item' AND NOT EXISTS "
+            "(SELECT 1 FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection AND r.item_id=o.item_id)",
+            coll_key,
+        ).fetchall():
+            deletes.append(old_path)
+            deleted_items += 1
+            dirty.add(_leaf_of(coll, old_path))
+        dirty.add(())
+        doc_nodes = [n for n in nodes if n.segments in dirty or _node_path(coll, n.segments) not in existing_docs]
+    else:
+        existing = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT path, item_id, body_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", coll_key
             )
-        else:
-            docs[path] = render_collection(coll.id, coll.meta, path, "catalog.json", _extent(records), children)
-    desired.update(docs)
-    doc_writes = {p: d for p, d in docs.items() if existing.get(p, (None,) * 5)[3] != sha256_bytes(d) or not _same_bytes(out_dir / p, d)}
-    deletes = sorted(p for p in existing if p not in desired)
-    deleted_items = sum(1 for p in deletes if existing[p][1] == "item")
+        }
+        desired: set[str] = set()
+        for item_id, shard, body_digest, off, ln in con.execute(
+            "SELECT item_id, shard, body_digest, cache_off, cache_len FROM records WHERE catalog=? AND collection=?", coll_key
+        ):
+            segs = placement[item_id]
+            path = _item_path(coll, segs, item_id)
+            desired.add(path)
+            old = existing.get(path)
+            if old is not None and old[0] == item_id and old[1] == body_digest:
+                continue
+            batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old is None))
+            n_write += 1
+        desired.update(_node_path(coll, n.segments) for n in nodes)
+        deletes = sorted(p for p in existing if p not in desired)
+        deleted_items = len(deletes)
+        deletes += sorted(p for p in existing_docs if p not in desired)
+        doc_nodes = nodes
+
+    extent = _extent(con, coll_key)
+    doc_writes: dict[str, bytes] = {}
+    for node in doc_nodes:
+        path = _node_path(coll, node.segments)
+        data = _node_doc(coll, node, extent)
+        if existing_docs.get(path) != sha256_bytes(data) or (not incremental or not node.segments) and not _same_bytes(out_dir / path, data):
+            doc_writes[path] = data
 
     all_paths = [it[3] for batch in batches.values() for it in batch] + list(doc_writes) + deletes
     if all_paths:
@@ -335,8 +468,10 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
 
     cache_root = str(cache_dir(project, cat_id))
     written = _write_items(str(out_dir), str(project.state_dir / "tmp"), cache_root, batches, n_write, options.jobs)
+    written_paths = {w[0] for w in written}
+    deletes = [p for p in deletes if p not in written_paths]
     for path, data in doc_writes.items():
-        writer.write(path, data)
+        writer.write(path, data, fresh=path not in existing_docs)
     for path in deletes:
         writer.delete(path, stop_at=coll.id)
 
@@ -344,27 +479,24 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     report = {
         "unit": "collection",
         "collection": coll.key,
-        "items": len(records),
+        "items": len(placement),
         "items_written": len(written),
         "items_deleted": deleted_items,
         "files_written": len(written) + len(doc_writes),
         "files_deleted": len(deletes),
     }
     with st.Transaction(con):
-        con.executemany(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
-            [(cat_id, p, coll.id, iid, "item", bd, sha, size) for p, iid, bd, sha, size in written],
-        )
-        con.executemany(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
-            [(cat_id, p, coll.id, None, "catalog", None, sha256_bytes(d), len(d)) for p, d in doc_writes.items()],
-        )
         con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(cat_id, p) for p in deletes])
-        for s in gone_shards:
-            for table in ("shards", "records", "failures"):
-                con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=? AND shard=?", (cat_id, coll.id, s))
-        con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", (cat_id, coll.id))
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?)", (cat_id, coll.id, input_digest))
+        con.executemany(
+            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
+            [(cat_id, p, coll.id, iid, "item", bd, sha, size, None) for p, iid, bd, sha, size in written],
+        )
+        con.executemany(
+            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
+            [(cat_id, p, coll.id, None, "catalog", None, sha256_bytes(d), len(d), None) for p, d in doc_writes.items()],
+        )
+        con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?)", (*coll_key, input_digest, structure))
         _save_report(con, options.run_id, f"collection:{coll.key}", report)
     for s in gone_shards:
         if cache_files.get(s):
@@ -394,20 +526,15 @@ def _write_items(out_dir: str, tmp_dir: str, cache_root: str, batches: dict, n_w
     return results
 
 
-def _extent(records: dict[str, tuple]) -> dict:
-    if not records:
+def _extent(con, coll_key: tuple[str, str]) -> dict:
+    start, end, w, s, e, n, count = con.execute(
+        "SELECT MIN(start), MAX(end), MIN(w), MIN(s), MAX(e), MAX(n), COUNT(*) FROM records WHERE catalog=? AND collection=?",
+        coll_key,
+    ).fetchone()
+    if not count:
         return {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[None, None]]}}
-    starts = min(r[4] for r in records.values())
-    ends = max(r[5] for r in records.values())
-    boxes = [r[6:10] for r in records.values() if r[6] is not None]
-    if boxes:
-        bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
-    else:
-        bbox = [-180.0, -90.0, 180.0, 90.0]
-    return {
-        "spatial": {"bbox": [bbox]},
-        "temporal": {"interval": [[display_datetime(starts), display_datetime(ends)]]},
-    }
+    bbox = [w, s, e, n] if w is not None else [-180.0, -90.0, 180.0, 90.0]
+    return {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [[display_datetime(start), display_datetime(end)]]}}
 
 
 # --------------------------------------------------------------------------- catalog root
@@ -430,7 +557,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         shutil.rmtree(out_dir / cid, ignore_errors=True)
         caches = [r[0] for r in con.execute("SELECT cache_file FROM shards WHERE catalog=? AND collection=?", (cat.id, cid))]
         with st.Transaction(con):
-            for table in ("shards", "records", "failures", "outputs", "pending", "aggregates"):
+            for table in st.COLLECTION_TABLES:
                 con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=?", (cat.id, cid))
         for c in caches:
             (cache_dir(project, cat.id) / c).unlink(missing_ok=True)
@@ -471,11 +598,11 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     report = {"unit": "catalog", "catalog": cat.id, "files_written": written, "failed": len(failures), "removed_collections": removed, "items_deleted": removed_items}
     with st.Transaction(con):
         con.execute(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
-            (cat.id, "catalog.json", "", None, "root", None, files["catalog.json"]["sha256"], files["catalog.json"]["size"]),
+            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
+            (cat.id, "catalog.json", "", None, "root", None, files["catalog.json"]["sha256"], files["catalog.json"]["size"], None),
         )
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=''", (cat.id,))
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?)", (cat.id, "", catalog_input_digest(con, cat)))
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?)", (cat.id, "", catalog_input_digest(con, cat), None))
         _save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
 

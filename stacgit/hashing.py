@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 """Bumped when the output format changes, so every item is re-rendered."""
 
 _CANON = orjson.OPT_SORT_KEYS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -357,6 +358,11 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
     acquire_lock(project)
     try:
         jobs = jobs or default_jobs()
+        if full and st.is_outdated(project.state_dir):  # state of another stacgit: start over
+            st.reset(project.state_dir)
+            shutil.rmtree(project.state_dir / "cache", ignore_errors=True)
+            for cat_id in project.catalogs:
+                shutil.rmtree(project.build_dir / cat_id, ignore_errors=True)
         selection = select(project, only)
         if full:
             targets = selection.catalogs if selection.catalogs is not None else set(project.catalogs)

@@ -3,15 +3,24 @@
 Tables
   shards      one row per source shard: file stat + digest, config digest, result digest,
               and the mapped-body cache file that holds its items
-  records     one row per mapped item of a shard: id, location, digests, time range, bbox,
-              offset/length of its body in the shard's cache file
+  records     one row per mapped item of a shard: id, digests, time range, bbox, offset/length
+              of its body in the shard's cache file (append-only; compacted when half dead).
+              No line numbers: they shift when a line is removed, and an error that needs one
+              finds it again by record digest
   failures    records that failed to map, per shard
   outputs     every file written under build/<catalog>/: sha256, size, and for items the
               body digest it was rendered from
   pending     paths about to be written/deleted; what a killed build leaves here is undone
               by the next build before it trusts ``outputs``
-  aggregates  the input fingerprint of each collection / catalog at its last good build
+  aggregates  the input fingerprint of each collection / catalog at its last good build, and
+              the digest of the collection's layout tree (same tree -> items that did not
+              change did not move)
   reports     per-run, per-unit summaries (for ``stacgit build --json``)
+  patch_evals     CQL2 patches (by key and digest) already evaluated against a collection
+  patch_matches   items a CQL2 patch selected (ids-only patches need no state)
+  patch_seen      body digest of each item when the CQL2 patches last looked at it
+  patch_stats     per collection and patch: matched, patched, deleted, failed, unmatched ids
+  patch_failures  items a patch could not be applied to (patch, document, op, reason)
 
 Rule: files are written first, the rows describing them are committed after.
 """
@@ -22,34 +31,52 @@ import os
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = "1"
+from stacgit.errors import StacgitError
+
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shards (
   catalog TEXT, collection TEXT, shard TEXT,
   size INTEGER, mtime_ns INTEGER, file_digest TEXT, config_digest TEXT,
   result_digest TEXT, cache_file TEXT, n_items INTEGER, n_failed INTEGER,
   PRIMARY KEY (catalog, collection, shard));
 CREATE TABLE IF NOT EXISTS records (
-  catalog TEXT, collection TEXT, shard TEXT, item_id TEXT, loc TEXT,
+  catalog TEXT, collection TEXT, shard TEXT, item_id TEXT,
   record_digest TEXT, body_digest TEXT, start TEXT, end TEXT,
   w REAL, s REAL, e REAL, n REAL, cache_off INTEGER, cache_len INTEGER,
   PRIMARY KEY (catalog, collection, shard, item_id));
-CREATE INDEX IF NOT EXISTS records_by_item ON records (catalog, item_id);
+CREATE INDEX IF NOT EXISTS records_by_item ON records (catalog, collection, item_id);
 CREATE TABLE IF NOT EXISTS failures (
   catalog TEXT, collection TEXT, shard TEXT, loc TEXT, field TEXT, reason TEXT, item_id TEXT);
 CREATE INDEX IF NOT EXISTS failures_by_shard ON failures (catalog, collection, shard);
 CREATE TABLE IF NOT EXISTS outputs (
   catalog TEXT, path TEXT, collection TEXT, item_id TEXT, kind TEXT,
-  body_digest TEXT, sha256 TEXT, size INTEGER,
+  body_digest TEXT, sha256 TEXT, size INTEGER, patch_digest TEXT,
   PRIMARY KEY (catalog, path));
-CREATE INDEX IF NOT EXISTS outputs_by_collection ON outputs (catalog, collection);
+CREATE INDEX IF NOT EXISTS outputs_by_collection ON outputs (catalog, collection, item_id);
 CREATE TABLE IF NOT EXISTS pending (catalog TEXT, collection TEXT, path TEXT);
 CREATE TABLE IF NOT EXISTS aggregates (
-  catalog TEXT, collection TEXT, input_digest TEXT, PRIMARY KEY (catalog, collection));
+  catalog TEXT, collection TEXT, input_digest TEXT, structure TEXT, PRIMARY KEY (catalog, collection));
+CREATE TABLE IF NOT EXISTS patch_evals (
+  catalog TEXT, collection TEXT, patch_key TEXT, digest TEXT, PRIMARY KEY (catalog, collection, patch_key));
+CREATE TABLE IF NOT EXISTS patch_matches (
+  catalog TEXT, collection TEXT, patch_key TEXT, item_id TEXT, PRIMARY KEY (catalog, collection, patch_key, item_id));
+CREATE TABLE IF NOT EXISTS patch_seen (
+  catalog TEXT, collection TEXT, item_id TEXT, body_digest TEXT, PRIMARY KEY (catalog, collection, item_id));
+CREATE TABLE IF NOT EXISTS patch_stats (
+  catalog TEXT, collection TEXT, patch_key TEXT, matched INTEGER, patched INTEGER, deleted INTEGER,
+  failed INTEGER, unmatched TEXT, PRIMARY KEY (catalog, collection, patch_key));
+CREATE TABLE IF NOT EXISTS patch_failures (
+  catalog TEXT, collection TEXT, patch_key TEXT, op_index INTEGER, item_id TEXT, reason TEXT);
 CREATE TABLE IF NOT EXISTS reports (run_id TEXT, unit TEXT, data TEXT, PRIMARY KEY (run_id, unit));
 """
+
+COLLECTION_TABLES = (
+    "shards", "records", "failures", "outputs", "pending", "aggregates",
+    "patch_evals", "patch_matches", "patch_seen", "patch_stats", "patch_failures",
+)
+"""Tables with (catalog, collection) columns: what forgetting a collection or catalog clears."""
 
 _CONNECTIONS: dict[tuple[int, str], sqlite3.Connection] = {}
 
@@ -69,15 +96,44 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.execute("PRAGMA busy_timeout=120000")
-    con.executescript(_SCHEMA)
+    con.execute("PRAGMA wal_autocheckpoint=16384")  # fewer checkpoint fsyncs during a build
+    con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is not None and row[0] != SCHEMA_VERSION:
+        con.close()
+        raise StacgitError(
+            f"{state_path(state_dir)}: build state of schema {row[0]} (this stacgit uses {SCHEMA_VERSION}); "
+            "run `stacgit build --full` once"
+        )
+    con.executescript(_SCHEMA)
     if row is None:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-    elif row[0] != SCHEMA_VERSION:
-        con.close()
-        raise RuntimeError(f"{state_path(state_dir)}: state schema {row[0]} is not {SCHEMA_VERSION}; run stacgit build --full")
     _CONNECTIONS[key] = con
     return con
+
+
+def is_outdated(state_dir: Path) -> bool:
+    """True when a state store exists but was written with another schema version."""
+    path = state_path(state_dir)
+    if not path.exists():
+        return False
+    con = sqlite3.connect(path, timeout=120)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    except sqlite3.DatabaseError:
+        return True
+    finally:
+        con.close()
+    return row is None or row[0] != SCHEMA_VERSION
+
+
+def reset(state_dir: Path) -> None:
+    """Forget all build state (the store and its WAL files)."""
+    con = _CONNECTIONS.pop((os.getpid(), str(state_dir)), None)
+    if con is not None:
+        con.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(state_path(state_dir)) + suffix).unlink(missing_ok=True)
 
 
 class Transaction:
@@ -99,5 +155,5 @@ class Transaction:
 
 def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
-        for table in ("shards", "records", "failures", "outputs", "pending", "aggregates"):
+        for table in COLLECTION_TABLES:
             con.execute(f"DELETE FROM {table} WHERE catalog=?", (catalog,))

@@ -22,8 +22,13 @@ _counter = itertools.count()
 
 
 class AtomicWriter:
-    """Writes files via temp file + rename; temp files live in one directory of their own so
-    a killed build leaves nothing inside the output tree."""
+    """Replaces files via temp file + rename; temp files live in one directory of their own so
+    a killed build leaves nothing inside the output tree.
+
+    A file that does not exist yet (``fresh=True``) is created in place, which costs half the
+    metadata operations of temp + rename: nobody can hold an older version of it, and the
+    caller has journaled the path (state ``pending``) so a killed build removes a partial one.
+    """
 
     def __init__(self, out_dir: Path, tmp_dir: Path):
         self.out_dir = out_dir
@@ -32,12 +37,19 @@ class AtomicWriter:
         self._dirs: set[str] = set()
         self._prefix = f"{os.getpid()}-"
 
-    def write(self, rel: str, data: bytes) -> None:
+    def write(self, rel: str, data: bytes, fresh: bool = False) -> None:
         final = os.path.join(self.out_dir, rel)
         parent = os.path.dirname(final)
         if parent not in self._dirs:
             os.makedirs(parent, exist_ok=True)
             self._dirs.add(parent)
+        if fresh:
+            try:
+                with open(final, "xb") as f:
+                    f.write(data)
+                return
+            except FileExistsError:  # not ours (left by hand or another tool): replace it
+                pass
         tmp = os.path.join(self.tmp_dir, self._prefix + str(next(_counter)))
         with open(tmp, "wb") as f:
             f.write(data)
@@ -98,6 +110,43 @@ def render_item(body: dict, path: str, root: str, parent: str, collection: str) 
     """Add root/parent/collection links (before the mapping's own links) and serialise."""
     body["links"] = structural_links(path, root, parent, collection) + body.get("links", [])
     return pretty_json(body)
+
+
+_LINKS_KEY = b'\n  "links": ['
+
+
+def splice_links(pretty_body: bytes, path: str, root: str, parent: str, collection: str) -> bytes:
+    """``render_item`` on the pretty-printed body, without parsing it again.
+
+    In key-sorted, 2-space-indented JSON the top-level ``links`` key is the only line that
+    starts with exactly two spaces and ``"links": [`` (a string value cannot hold a raw newline),
+    so the structural links are inserted right after it; the bytes equal ``render_item``'s.
+    """
+    at = pretty_body.find(_LINKS_KEY)
+    if at < 0:
+        raise ValueError("item body has no top-level links array")
+    at += len(_LINKS_KEY)
+    frag = _link_fragment(posixpath.dirname(path) or ".", root, parent, collection)
+    if pretty_body[at : at + 1] == b"]":  # "links": [] -> three links, closed at indent 2
+        return pretty_body[:at] + frag + b"\n  " + pretty_body[at:]
+    return pretty_body[:at] + frag + b"," + pretty_body[at:]
+
+
+_FRAGMENTS: dict[tuple[int, str, str, str], bytes] = {}
+
+
+def _link_fragment(item_dir: str, root: str, parent: str, collection: str) -> bytes:
+    """Pretty-printed root/parent/collection links at indent 4. The three targets live in
+    folders above the item, so the hrefs depend only on the item folder's depth: cached."""
+    key = (item_dir.count("/"), root, parent, collection)
+    frag = _FRAGMENTS.get(key)
+    if frag is None:
+        links = [link("root", rel_href(item_dir + "/x", root)), link("parent", rel_href(item_dir + "/x", parent)), link("collection", rel_href(item_dir + "/x", collection))]
+        frag = b",".join(b"\n    " + pretty_json(x)[:-1].replace(b"\n", b"\n    ") for x in links)
+        if len(_FRAGMENTS) > 4096:
+            _FRAGMENTS.clear()
+        _FRAGMENTS[key] = frag
+    return frag
 
 
 def render_catalog(doc_id: str, title: str | None, description: str, path: str, root: str, parent: str | None, children: list[dict], extra_links: tuple[dict, ...] = (), extra: dict | None = None) -> bytes:
