@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 _HASH_LEVELS = 8
+_TIME_SLICES = {"year": (0, 4), "month": (5, 7), "day": (8, 10)}
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,13 @@ def compute_layout(items: list[tuple[str, str]], split: tuple[str, ...], max_ite
             continue
         level = levels[depth]
         groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for m in members:
-            groups[_key(level, m[0], m[1])].append(m)
+        if level in _TIME_SLICES:
+            lo, hi = _TIME_SLICES[level]
+            for m in members:
+                groups[m[1][lo:hi]].append(m)
+        else:
+            for m in members:
+                groups[_key(level, m[0], m[1])].append(m)
         nodes.append(Node(segs, tuple(sorted(groups)), ()))
         for k in sorted(groups, reverse=True):
             stack.append((segs + (k,), groups[k], depth + 1))

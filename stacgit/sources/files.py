@@ -77,20 +77,34 @@ def _json_error(display: str, exc: orjson.JSONDecodeError) -> SourceError:
     return SourceError(f"{display}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
 
 
-def _iter_ndjson(path: str, display: str):
+def _iter_ndjson(path: str, display: str, lazy: bool = False):
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             line = raw.strip()
             if not line:
                 continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise SourceError(f"{display}:{lineno}: invalid JSON: {exc.msg}") from exc
-            if not isinstance(rec, dict):
-                yield f"line {lineno}", RecordError(f"expected a JSON object, got {type(rec).__name__}"), None
+            if lazy:  # the caller parses only the lines it needs (see parse_lazy)
+                yield f"line {lineno}", LAZY, line
                 continue
-            yield f"line {lineno}", rec, line
+            yield f"line {lineno}", parse_ndjson_line(line, display, lineno), line
+
+
+LAZY = object()
+"""Placeholder record of a lazily read NDJSON line; ``parse_lazy`` turns it into a record."""
+
+
+def parse_ndjson_line(line: bytes, display: str, lineno: int) -> dict | RecordError:
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise SourceError(f"{display}:{lineno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(rec, dict):
+        return RecordError(f"expected a JSON object, got {type(rec).__name__}")
+    return rec
+
+
+def parse_lazy(loc: str, raw: bytes, display: str) -> dict | RecordError:
+    return parse_ndjson_line(raw, display, int(loc[5:]))
 
 
 def _records_of(doc, display: str):
@@ -153,14 +167,17 @@ def _iter_parquet(path: str, display: str):
             yield f"row {row}", rec, None
 
 
-def iter_records(path: str, display: str, fmt: str, delimiter: str = ","):
-    """Yield ``(location, record | RecordError, raw_bytes | None)`` for every record."""
+def iter_records(path: str, display: str, fmt: str, delimiter: str = ",", lazy: bool = False):
+    """Yield ``(location, record | RecordError, raw_bytes | None)`` for every record.
+
+    ``lazy``: NDJSON lines are not parsed; their record is ``LAZY`` and ``parse_lazy(loc, raw,
+    display)`` parses one when needed (a build reusing most records hashes lines, not JSON)."""
     if not os.path.isfile(path):
         raise SourceError(f"{display}: source file does not exist")
     if fmt == "csv":
         return _iter_csv(path, display, delimiter)
     if fmt == "ndjson":
-        return _iter_ndjson(path, display)
+        return _iter_ndjson(path, display, lazy)
     if fmt == "json":
         return _iter_json(path, display)
     if fmt == "parquet":
