@@ -31,9 +31,11 @@ from stacgit.errors import BuildError, MappingError, PlanError, StacgitError
 from stacgit.hashing import canonical_json, digest_bytes, digest_file, digest_obj, pretty_json, sha256_bytes
 from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
-from stacgit.plan import catalog_input_digest, collection_input_digest, get_mapping
+from stacgit.gitinfo import commit_times
+from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
+from stacgit.plan import catalog_input_digest, collection_input_digest, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
-from stacgit.sources import RecordError, iter_records
+from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, splice_links
 
 PARALLEL_WRITE_MIN = 20_000
@@ -45,6 +47,7 @@ class BuildOptions:
     strict: bool = False
     run_id: str = ""
     jobs: int = 1
+    now: str = ""  # RFC 3339 time of this build: `updated` of items changed by uncommitted patches
 
 
 def location(shard: str, loc: str) -> str:
@@ -57,6 +60,16 @@ def location(shard: str, loc: str) -> str:
 def failure_message(where: str, field: str, reason: str, more: int = 0) -> str:
     """One line for a record that failed to map: ``file:line: field: reason (and N more)``."""
     return f"{where}: {field}: {reason}" + (f" (and {more} more)" if more else "")
+
+
+def patch_location(patch_key: str, op_index: int | None) -> str:
+    """``patches/x.yaml (document 2, op 1)`` from a patch key ``patches/x.yaml#2``."""
+    file, _, index = patch_key.rpartition("#")
+    return f"{file} (document {index}" + (f", op {op_index})" if op_index is not None else ")")
+
+
+def patch_reason(item_id: str | None, reason: str) -> str:
+    return f"item '{item_id}': {reason}" if item_id is not None else f"collection document: {reason}"
 
 
 def cache_dir(project: Project, catalog_id: str) -> Path:
@@ -141,12 +154,17 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     try:
         with open(cache_path, cache_mode) as cache:
             offset = cache.seek(0, os.SEEK_END)
-            for loc, rec, raw in iter_records(abs_path, shard, fmt, coll.source.delimiter):
+            for loc, rec, raw in iter_records(abs_path, shard, fmt, coll.source.delimiter, lazy=True):
                 if isinstance(rec, RecordError):
                     failures.append((loc, "record", rec.reason, None))
                     continue
                 rdig = _record_digest(raw, rec)
                 hit = prior.get(rdig)
+                if rec is LAZY and (hit is None or rdig in kept):
+                    rec = parse_lazy(loc, raw, shard)
+                    if isinstance(rec, RecordError):
+                        failures.append((loc, "record", rec.reason, None))
+                        continue
                 if hit is not None and rdig not in kept:
                     item_id = hit[0]
                     reused += 1
@@ -333,12 +351,12 @@ def _structure_digest(coll: CollectionSpec, nodes: list) -> str:
     return digest_obj([coll.layout.item_path, list(coll.layout.split), coll.layout.max_items, [(n.segments, n.children) for n in nodes]])
 
 
-def _node_doc(coll: CollectionSpec, node, extent: dict) -> bytes:
+def _node_doc(coll: CollectionSpec, node, extent: dict, absent: set[str] = frozenset()) -> bytes:
     path = _node_path(coll, node.segments)
     if node.children:
         children = [link("child", f"./{c}/catalog.json", title="/".join((*node.segments, c))) for c in node.children]
     else:
-        children = [link("item", "./" + coll.layout.item_path.format(id=i), "application/geo+json") for i in node.items]
+        children = [link("item", "./" + coll.layout.item_path.format(id=i), "application/geo+json") for i in node.items if i not in absent]
     if not node.segments:
         return render_collection(coll.id, coll.meta, path, "catalog.json", extent, children)
     return render_catalog(
@@ -352,13 +370,53 @@ def _node_doc(coll: CollectionSpec, node, extent: dict) -> bytes:
     )
 
 
+@dataclass
+class _Plan:
+    """What a collection task is going to do to its item files."""
+
+    batches: dict[str, list[tuple]]  # cache file -> items rendered from cached bodies
+    patched: list[tuple]  # items rendered from patched bodies: (path, parent, body, item_id, body digest, chain digest, fresh)
+    deletes: list[str]
+    deleted_items: int
+    doc_nodes: list  # nodes whose documents are rendered and compared
+    absent: set[str]  # items that keep no file this build (a failed patch and nowhere to stay)
+
+    @property
+    def n_write(self) -> int:
+        return sum(len(b) for b in self.batches.values()) + len(self.patched)
+
+
+def _read_members(project: Project, con, coll: CollectionSpec, with_details: bool) -> tuple[list, dict]:
+    """(item id, start) of every item, checking ids are unique across source files; with
+    details also item id -> (shard, body digest, offset, length, start, end, w, s, e, n)."""
+    key = (coll.catalog_id, coll.id)
+    dup = con.execute(
+        "SELECT item_id FROM records WHERE catalog=? AND collection=? GROUP BY item_id HAVING COUNT(*) > 1 ORDER BY item_id LIMIT 1", key
+    ).fetchone()
+    if dup is not None:
+        item_id = dup[0]
+        shards = [r[0] for r in con.execute("SELECT shard FROM records WHERE catalog=? AND collection=? AND item_id=?", (*key, item_id))]
+        a, b = sorted(find_location(project, coll, s, item_id) for s in shards[:2])
+        raise PlanError(f"duplicate item id '{item_id}' in collection {coll.key}: {a} and {b}")
+    if not with_details:
+        return con.execute("SELECT item_id, start FROM records WHERE catalog=? AND collection=?", key).fetchall(), {}
+    details = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT item_id, shard, body_digest, cache_off, cache_len, start, end, w, s, e, n FROM records WHERE catalog=? AND collection=?", key
+        )
+    }
+    return [(i, d[4]) for i, d in details.items()], details
+
+
 def build_collection(project: Project, coll: CollectionSpec, shards: list[str], options: BuildOptions) -> dict:
     """Lay out, write and delete the items of a collection; write its (sub-)catalog documents.
 
-    When the layout tree is the one of the last build, items that did not change did not
-    move: the items to write and delete are found by a join of the state tables, and only the
-    leaf catalogs that gained or lost items are rendered. Otherwise every item's place is
-    recomputed and compared (a full pass, still writing only what changed).
+    When the layout tree is the one of the last build (and no patch is involved), items that
+    did not change did not move: the items to write and delete are found by a join of the
+    state tables, and only the leaf catalogs that gained or lost items are rendered. Otherwise
+    every item's place is recomputed and compared (a full pass, still writing only what
+    changed). Patches (see ``patching``) are applied here, after mapping.
     """
     con = st.connect(project.state_dir)
     cat_id = coll.catalog_id
@@ -375,133 +433,251 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
             for s in gone_shards:
                 for table in ("shards", "records", "failures"):
                     con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=? AND shard=?", (*coll_key, s))
+    cache_root = str(cache_dir(project, cat_id))
 
-    members: list[tuple[str, str]] = []
-    owner: dict[str, str] = {}
-    for shard, item_id, start in con.execute("SELECT shard, item_id, start FROM records WHERE catalog=? AND collection=?", coll_key):
-        other = owner.get(item_id)
-        if other is not None:
-            a, b = sorted([find_location(project, coll, other, item_id), find_location(project, coll, shard, item_id)])
-            raise PlanError(f"duplicate item id '{item_id}' in collection {coll.key}: {a} and {b}")
-        owner[item_id] = shard
-        members.append((item_id, start))
-    del owner
-    placement, nodes = compute_layout(members, coll.layout.split, coll.layout.max_items)
-    del members
-    structure = _structure_digest(coll, nodes)
-    prior = con.execute("SELECT structure FROM aggregates WHERE catalog=? AND collection=?", coll_key).fetchone()
-    incremental = prior is not None and prior[0] == structure
-    coll_path = f"{coll.id}/collection.json"
+    item_patches = project.patches_for(coll)
+    doc_patches = project.patches_for(coll, "collection")
+    times = commit_times(project.root, sorted({p.file for p in item_patches + doc_patches}))
+    was_patched = con.execute(
+        "SELECT 1 FROM patch_stats WHERE catalog=? AND collection=? UNION SELECT 1 FROM outputs WHERE catalog=? AND collection=? AND patch_digest IS NOT NULL LIMIT 1",
+        (*coll_key, *coll_key),
+    ).fetchone()
+    patch_mode = bool(item_patches) or was_patched is not None
 
-    batches: dict[str, list[tuple]] = defaultdict(list)
-    n_write = 0
-    deletes: list[str] = []
-    deleted_items = 0
-    existing_docs = {
-        p: sha
-        for p, sha in con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND kind='catalog'", coll_key)
-    }
-    if incremental:
-        dirty: set[tuple[str, ...]] = set()
-        for item_id, shard, body_digest, off, ln, old_path in con.execute(
-            "SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM records r "
-            "LEFT JOIN outputs o ON o.catalog=r.catalog AND o.collection=r.collection AND o.item_id=r.item_id AND o.kind='item' "
-            "WHERE r.catalog=? AND r.collection=? AND (o.body_digest IS NULL OR o.body_digest != r.body_digest)",
-            coll_key,
-        ).fetchall():
-            segs = placement[item_id]
-            path = _item_path(coll, segs, item_id)
-            if old_path is None or old_path != path:
-                dirty.add(segs)
-                if old_path is not None:
-                    dirty.add(_leaf_of(coll, old_path))
-                    deletes.append(old_path)
-            batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old_path != path))
-            n_write += 1
-        for (old_path,) in con.execute(
-            "SELECT o.path FROM outputs o WHERE o.catalog=? AND o.collection=? AND o.kind='item' AND NOT EXISTS "
-            "(SELECT 1 FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection AND r.item_id=o.item_id)",
-            coll_key,
-        ).fetchall():
-            deletes.append(old_path)
-            deleted_items += 1
-            dirty.add(_leaf_of(coll, old_path))
-        dirty.add(())
-        doc_nodes = [n for n in nodes if n.segments in dirty or _node_path(coll, n.segments) not in existing_docs]
-    else:
-        existing = {
-            r[0]: r[1:]
-            for r in con.execute(
-                "SELECT path, item_id, body_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", coll_key
-            )
-        }
-        desired: set[str] = set()
-        for item_id, shard, body_digest, off, ln in con.execute(
-            "SELECT item_id, shard, body_digest, cache_off, cache_len FROM records WHERE catalog=? AND collection=?", coll_key
-        ):
-            segs = placement[item_id]
-            path = _item_path(coll, segs, item_id)
-            desired.add(path)
-            old = existing.get(path)
-            if old is not None and old[0] == item_id and old[1] == body_digest:
-                continue
-            batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old is None))
-            n_write += 1
-        desired.update(_node_path(coll, n.segments) for n in nodes)
-        deletes = sorted(p for p in existing if p not in desired)
-        deleted_items = len(deletes)
-        deletes += sorted(p for p in existing_docs if p not in desired)
-        doc_nodes = nodes
+    members, details = _read_members(project, con, coll, patch_mode)
+    applied = Applied()
+    prior_items: dict[str, tuple] = {}
+    reader = BodyReader(cache_root, cache_files)
+    try:
+        if patch_mode:
+            prior_items = {
+                r[0]: r[1:]
+                for r in con.execute(
+                    "SELECT item_id, path, body_digest, patch_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", coll_key
+                )
+            }
 
-    extent = _extent(con, coll_key)
+            def needs_body(item_id: str, body_digest: str, chain: str) -> bool:
+                old = prior_items.get(item_id)
+                return old is None or old[1] != body_digest or old[2] != chain
+
+            items = {i: d[:4] for i, d in details.items()}
+            applied = apply_patches(con, coll_key, item_patches, times, options.now, items, reader, needs_body)
+            if applied.failed and options.strict:
+                item_id, (patch, op, reason) = sorted(applied.failed.items())[0]
+                more = f" (and {len(applied.failed) - 1} more)" if len(applied.failed) > 1 else ""
+                raise BuildError(f"{patch_location(patch.key, op)}: {patch_reason(item_id, reason)}{more}")
+            members = [
+                (i, applied.moved[i][0] if i in applied.moved else start)
+                for i, start in members
+                if i not in applied.deleted and (i not in applied.failed or i in prior_items)
+            ]
+        placement, nodes = compute_layout(members, coll.layout.split, coll.layout.max_items)
+        del members
+        structure = _structure_digest(coll, nodes)
+        prior = con.execute("SELECT structure FROM aggregates WHERE catalog=? AND collection=?", coll_key).fetchone()
+        existing_docs = dict(con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND kind='catalog'", coll_key).fetchall())
+        if patch_mode:
+            plan_ = _plan_patched(coll, con, placement, nodes, details, prior_items, applied, existing_docs, reader, times, options.now)
+        elif prior is not None and prior[0] == structure:
+            plan_ = _plan_incremental(coll, con, placement, nodes, cache_files, existing_docs)
+        else:
+            plan_ = _plan_full(coll, con, placement, nodes, cache_files, existing_docs)
+    finally:
+        reader.close()
+
+    extent = _extent(con, coll_key) if not patch_mode else _extent_of(details, applied, placement, plan_.absent)
     doc_writes: dict[str, bytes] = {}
-    for node in doc_nodes:
+    doc_failure = None
+    for node in plan_.doc_nodes:
         path = _node_path(coll, node.segments)
-        data = _node_doc(coll, node, extent)
-        if existing_docs.get(path) != sha256_bytes(data) or (not incremental or not node.segments) and not _same_bytes(out_dir / path, data):
+        data = _node_doc(coll, node, extent, plan_.absent)
+        if not node.segments and doc_patches:
+            data, doc_failure = apply_document_patches(data, doc_patches)
+            if doc_failure is not None:
+                if options.strict:
+                    patch, op, reason = doc_failure
+                    raise BuildError(f"{patch_location(patch.key, op)}: {patch_reason(None, reason)}")
+                if path in existing_docs:
+                    continue  # the collection document stays at its last good state
+        if existing_docs.get(path) != sha256_bytes(data) or not node.segments and not _same_bytes(out_dir / path, data):
             doc_writes[path] = data
 
-    all_paths = [it[3] for batch in batches.values() for it in batch] + list(doc_writes) + deletes
+    all_paths = [it[3] for batch in plan_.batches.values() for it in batch] + [w[0] for w in plan_.patched] + list(doc_writes) + plan_.deletes
     if all_paths:
         with st.Transaction(con):
             con.executemany("INSERT INTO pending VALUES (?,?,?)", [(cat_id, coll.id, p) for p in all_paths])
 
-    cache_root = str(cache_dir(project, cat_id))
-    written = _write_items(str(out_dir), str(project.state_dir / "tmp"), cache_root, batches, n_write, options.jobs)
+    written = _write_items(str(out_dir), str(project.state_dir / "tmp"), cache_root, plan_.batches, plan_.n_write, options.jobs)
+    for path, parent, body, item_id, body_digest, chain, fresh in plan_.patched:
+        data = splice_links(body, path, "catalog.json", parent, f"{coll.id}/collection.json")
+        writer.write(path, data, fresh)
+        written.append((path, item_id, body_digest, sha256_bytes(data), len(data), chain))
     written_paths = {w[0] for w in written}
-    deletes = [p for p in deletes if p not in written_paths]
+    deletes = [p for p in plan_.deletes if p not in written_paths]
     for path, data in doc_writes.items():
         writer.write(path, data, fresh=path not in existing_docs)
     for path in deletes:
         writer.delete(path, stop_at=coll.id)
 
-    input_digest = collection_input_digest(con, coll, shards)
+    patch_fp = patch_fingerprint(project, coll)
+    input_digest = collection_input_digest(con, coll, shards, patch_fp)
     report = {
         "unit": "collection",
         "collection": coll.key,
-        "items": len(placement),
+        "items": len(placement) - len(plan_.absent),
         "items_written": len(written),
-        "items_deleted": deleted_items,
+        "items_deleted": plan_.deleted_items,
         "files_written": len(written) + len(doc_writes),
         "files_deleted": len(deletes),
     }
+    failures = [(*coll_key, p.key, op, i, r) for i, (p, op, r) in sorted(applied.failed.items())]
+    if doc_failure is not None:
+        failures.append((*coll_key, doc_failure[0].key, doc_failure[1], None, doc_failure[2]))
     with st.Transaction(con):
         con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(cat_id, p) for p in deletes])
         con.executemany(
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
-            [(cat_id, p, coll.id, iid, "item", bd, sha, size, None) for p, iid, bd, sha, size in written],
+            [(cat_id, w[0], coll.id, w[1], "item", w[2], w[3], w[4], w[5] if len(w) > 5 else None) for w in written],
         )
         con.executemany(
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
             [(cat_id, p, coll.id, None, "catalog", None, sha256_bytes(d), len(d), None) for p, d in doc_writes.items()],
         )
+        con.execute("DELETE FROM patch_stats WHERE catalog=? AND collection=?", coll_key)
+        con.executemany(
+            "INSERT INTO patch_stats VALUES (?,?,?,?,?,?,?,?)",
+            [(*coll_key, k, v["matched"], v["patched"], v["deleted"], v["failed"], orjson.dumps(v["unmatched"]).decode()) for k, v in applied.stats.items()],
+        )
+        con.execute("DELETE FROM patch_failures WHERE catalog=? AND collection=?", coll_key)
+        con.executemany("INSERT INTO patch_failures VALUES (?,?,?,?,?,?)", failures)
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?)", (*coll_key, input_digest, structure))
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp)))
         _save_report(con, options.run_id, f"collection:{coll.key}", report)
     for s in gone_shards:
         if cache_files.get(s):
             Path(cache_root, cache_files[s]).unlink(missing_ok=True)
     return report
+
+
+def _plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, cache_files: dict, existing_docs: dict) -> _Plan:
+    """Same layout tree as last time: changed items come from a join of records and outputs."""
+    coll_key = (coll.catalog_id, coll.id)
+    coll_path = f"{coll.id}/collection.json"
+    batches: dict[str, list[tuple]] = defaultdict(list)
+    deletes: list[str] = []
+    dirty: set[tuple[str, ...]] = {()}
+    for item_id, shard, body_digest, off, ln, old_path in con.execute(
+        "SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM records r "
+        "LEFT JOIN outputs o ON o.catalog=r.catalog AND o.collection=r.collection AND o.item_id=r.item_id AND o.kind='item' "
+        "WHERE r.catalog=? AND r.collection=? AND (o.body_digest IS NULL OR o.body_digest != r.body_digest)",
+        coll_key,
+    ).fetchall():
+        segs = placement[item_id]
+        path = _item_path(coll, segs, item_id)
+        if old_path != path:
+            dirty.add(segs)
+            if old_path is not None:
+                dirty.add(_leaf_of(coll, old_path))
+                deletes.append(old_path)
+        batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old_path != path))
+    removed = 0
+    for (old_path,) in con.execute(
+        "SELECT o.path FROM outputs o WHERE o.catalog=? AND o.collection=? AND o.kind='item' AND NOT EXISTS "
+        "(SELECT 1 FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection AND r.item_id=o.item_id)",
+        coll_key,
+    ).fetchall():
+        deletes.append(old_path)
+        removed += 1
+        dirty.add(_leaf_of(coll, old_path))
+    doc_nodes = [n for n in nodes if n.segments in dirty or _node_path(coll, n.segments) not in existing_docs]
+    return _Plan(batches, [], deletes, removed, doc_nodes, set())
+
+
+def _plan_full(coll: CollectionSpec, con, placement: dict, nodes: list, cache_files: dict, existing_docs: dict) -> _Plan:
+    """Every item's place recomputed and compared with what was written."""
+    coll_key = (coll.catalog_id, coll.id)
+    coll_path = f"{coll.id}/collection.json"
+    existing = {
+        r[0]: r[1:]
+        for r in con.execute("SELECT path, item_id, body_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", coll_key)
+    }
+    batches: dict[str, list[tuple]] = defaultdict(list)
+    desired: set[str] = set()
+    for item_id, shard, body_digest, off, ln in con.execute(
+        "SELECT item_id, shard, body_digest, cache_off, cache_len FROM records WHERE catalog=? AND collection=?", coll_key
+    ):
+        segs = placement[item_id]
+        path = _item_path(coll, segs, item_id)
+        desired.add(path)
+        old = existing.get(path)
+        if old is not None and old[0] == item_id and old[1] == body_digest:
+            continue
+        batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old is None))
+    desired.update(_node_path(coll, n.segments) for n in nodes)
+    deletes = sorted(p for p in existing if p not in desired)
+    removed = len(deletes)
+    deletes += sorted(p for p in existing_docs if p not in desired)
+    return _Plan(batches, [], deletes, removed, nodes, set())
+
+
+def _plan_patched(coll, con, placement, nodes, details, prior_items, applied: Applied, existing_docs, reader, times, now) -> _Plan:
+    """Full comparison that also knows each item's patch chain (or its deletion or failure)."""
+    coll_path = f"{coll.id}/collection.json"
+    existing = {v[0]: (i, v[1], v[2]) for i, v in prior_items.items()}
+    batches: dict[str, list[tuple]] = defaultdict(list)
+    patched: list[tuple] = []
+    desired: set[str] = set()
+    absent: set[str] = set()
+    cache_files = reader.cache_files
+    for item_id, segs in placement.items():
+        shard, body_digest, off, ln = details[item_id][:4]
+        path = _item_path(coll, segs, item_id)
+        old = existing.get(path)
+        if item_id in applied.failed:  # keep the last good output where it is, or have none
+            if old is not None and old[0] == item_id:
+                desired.add(path)
+            else:
+                absent.add(item_id)
+            continue
+        desired.add(path)
+        chain = applied.digests.get(item_id)
+        if old is not None and old[0] == item_id and old[1] == body_digest and old[2] == chain:
+            continue
+        parent = _node_path(coll, segs)
+        if chain is None:
+            batches[cache_files[shard]].append((item_id, off, ln, path, parent, coll_path, body_digest, old is None))
+            continue
+        body = applied.bodies.get(item_id)
+        if body is None:  # moved with an unchanged chain: re-apply (it applied cleanly before)
+            doc = orjson.loads(reader.read(shard, off, ln))
+            for p in applied.chains[item_id]:
+                doc = p.apply(doc)
+            doc.setdefault("properties", {})["updated"] = updated_time(applied.chains[item_id], times, now)
+            body = pretty_json(doc)
+        patched.append((path, parent, body, item_id, body_digest, chain, old is None))
+    desired.update(_node_path(coll, n.segments) for n in nodes)
+    deletes = sorted(p for p in existing if p not in desired)
+    removed = len(deletes)
+    deletes += sorted(p for p in existing_docs if p not in desired)
+    return _Plan(batches, patched, deletes, removed, nodes, absent)
+
+
+def _extent_of(details: dict, applied: Applied, placement: dict, absent: set[str]) -> dict:
+    """Extent of the items that are output, with patched times and boxes (Python, not SQL)."""
+    start = end = None
+    box = None
+    for item_id in placement:
+        if item_id in absent:
+            continue
+        s0, e0, w, s, e, n = applied.moved.get(item_id) or details[item_id][4:]
+        start = s0 if start is None or s0 < start else start
+        end = e0 if end is None or e0 > end else end
+        if w is not None:
+            box = [w, s, e, n] if box is None else [min(box[0], w), min(box[1], s), max(box[2], e), max(box[3], n)]
+    if start is None:
+        return {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[None, None]]}}
+    return {"spatial": {"bbox": [box or [-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[display_datetime(start), display_datetime(end)]]}}
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -566,11 +742,8 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         link("child", f"./{c.id}/collection.json", title=c.meta.get("title", c.id)) for c in cat.collections
     ]
     root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, cat.links)
-    files: dict[str, dict] = {}
-    for path, sha, size in con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND collection != ''", (cat.id,)):
-        files[path] = {"sha256": sha, "size": size}
-    files["catalog.json"] = {"sha256": sha256_bytes(root), "size": len(root)}
-    manifest = pretty_json({"catalog": cat.id, "files": files, "version": 1})
+    root_entry = (sha256_bytes(root), len(root))
+    manifest = _manifest(con, cat.id, root_entry)
 
     failures = [
         {"collection": c, "source": s, "location": location(s, loc), "field": f, "reason": r, "item_id": i}
@@ -579,11 +752,18 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
             (cat.id,),
         )
     ]
+    failures += [
+        {"collection": c, "source": key.rpartition("#")[0], "location": patch_location(key, op), "field": "patch", "reason": reason, "item_id": i}
+        for c, key, op, i, reason in con.execute(
+            "SELECT collection, patch_key, op_index, item_id, reason FROM patch_failures WHERE catalog=? ORDER BY collection, patch_key, item_id",
+            (cat.id,),
+        )
+    ]
     written = 0
     prior_root = con.execute("SELECT sha256 FROM outputs WHERE catalog=? AND path='catalog.json'", (cat.id,)).fetchone()
     with st.Transaction(con):
         con.executemany("INSERT INTO pending VALUES (?,?,?)", [(cat.id, "", p) for p in ("catalog.json", "manifest.json")])
-    if prior_root is None or prior_root[0] != files["catalog.json"]["sha256"] or not (out_dir / "catalog.json").exists():
+    if prior_root is None or prior_root[0] != root_entry[0] or not (out_dir / "catalog.json").exists():
         writer.write("catalog.json", root)
         written += 1
     manifest_path = out_dir / "manifest.json"
@@ -599,12 +779,33 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     with st.Transaction(con):
         con.execute(
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
-            (cat.id, "catalog.json", "", None, "root", None, files["catalog.json"]["sha256"], files["catalog.json"]["size"], None),
+            (cat.id, "catalog.json", "", None, "root", None, root_entry[0], root_entry[1], None),
         )
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=''", (cat.id,))
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?)", (cat.id, "", catalog_input_digest(con, cat), None))
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?)", (cat.id, "", catalog_input_digest(con, cat), None, None))
         _save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
+
+
+def _manifest(con, cat_id: str, root_entry: tuple[str, int]) -> bytes:
+    """``manifest.json``: every output path -> sha256 and size, as ``pretty_json`` would print
+    ``{"catalog", "files", "version"}`` (sorted keys, 2-space indent), written row by row
+    from the state in path order (SQLite's binary order is UTF-8 order, i.e. code point order)."""
+    rows = con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND collection != '' ORDER BY path", (cat_id,))
+    dumps = orjson.dumps
+    parts = [b'{\n  "catalog": ', dumps(cat_id), b',\n  "files": {']
+    entry = b'\n    %s: {\n      "sha256": "%s",\n      "size": %d\n    },'
+    pending_root = True
+    for path, sha, size in rows:
+        if pending_root and path > "catalog.json":
+            parts.append(entry % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))
+            pending_root = False
+        parts.append(entry % (dumps(path), sha.encode(), size))
+    if pending_root:
+        parts.append(entry % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))
+    parts[-1] = parts[-1][:-1]  # no comma after the last entry
+    parts.append(b'\n  },\n  "version": 1\n}\n')
+    return b"".join(parts)
 
 
 def remove_catalog_output(project: Project, catalog_id: str) -> None:

@@ -115,5 +115,101 @@ def init(directory: Path) -> None:
     click.echo(f"next: cd {directory} && stacgit build")
 
 
+@cli.group()
+def patch() -> None:
+    """Write, dry-run and list patch specs (patches/*.yaml). Never touches build output."""
+
+
+def _print_json(data) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+@patch.command(name="new")
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--collection", "collection", required=True, help="catalog/collection, or a collection id unique across catalogs.")
+@click.option("--ids", multiple=True, help="Item ids (repeatable, or comma-separated).")
+@click.option("--where", help="CQL2 text selecting items (as mapped).")
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help="Set a field: properties.x=12 or /properties/x=12 (YAML value).")
+@click.option("--remove", "removes", multiple=True, metavar="PATH", help="Remove a field.")
+@click.option("-m", "--message", "description", help="Description for reviewers.")
+def patch_new(repo: str, collection: str, ids: tuple[str, ...], where: str | None, sets: tuple[str, ...], removes: tuple[str, ...], description: str | None) -> None:
+    """Write a new update patch file."""
+    from stacgit.authoring import write_patch
+
+    try:
+        path = write_patch(_project(repo), collection, _split_ids(ids), where, list(sets), list(removes), description)
+    except StacgitError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+
+
+@patch.command(name="delete")
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--collection", "collection", required=True)
+@click.option("--ids", multiple=True, help="Item ids (repeatable, or comma-separated).")
+@click.option("--where", help="CQL2 text selecting items (as mapped).")
+@click.option("-m", "--message", "description", help="Description for reviewers.")
+def patch_delete(repo: str, collection: str, ids: tuple[str, ...], where: str | None, description: str | None) -> None:
+    """Write a new delete patch file."""
+    from stacgit.authoring import write_patch
+
+    try:
+        path = write_patch(_project(repo), collection, _split_ids(ids), where, [], [], description, delete=True)
+    except StacgitError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+
+
+def _split_ids(ids: tuple[str, ...]) -> list[str]:
+    return [i.strip() for chunk in ids for i in chunk.split(",") if i.strip()]
+
+
+@patch.command(name="check")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def patch_check(files: tuple[Path, ...], repo: str, as_json: bool) -> None:
+    """Dry-run patches (default: all) against the current build; exit 1 if any would fail."""
+    from stacgit.authoring import check_patches
+
+    try:
+        result = check_patches(_project(repo), list(files) or None)
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(result)
+    else:
+        for key, r in result["patches"].items():
+            click.echo(f"{key}: {r['description']}")
+            click.echo(f"  matched {r['matched']} item(s)" + (f", deleted {r['deleted']}" if r["deleted"] else ""))
+            for ch in r["changes"]:
+                ops = "; ".join(f"{o['op']} {o['path']}" + (f" = {orjson.dumps(o['value']).decode()[:60]}" if "value" in o else "") for o in ch["patch"])
+                click.echo(f"  {ch['item_id']}: {ops or 'no change'}")
+            for f in r["failed"]:
+                click.echo(f"  FAILED {f['item_id']}: op {f['op']}: {f['reason']}")
+            if r["unmatched_ids"]:
+                click.echo(f"  NO ITEM for id(s): {', '.join(r['unmatched_ids'])}")
+    sys.exit(0 if result["ok"] else 1)
+
+
+@patch.command(name="ls")
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def patch_ls(repo: str, as_json: bool) -> None:
+    """List patches: target, selector, action, commit time, counts from the last build."""
+    from stacgit.authoring import list_patches
+
+    try:
+        rows = list_patches(_project(repo))
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['patch']}  {r['target']}  {r['select']}  {r['action']}  committed {r['committed']}")
+        click.echo(f"    {r['description']}  (matched {r['matched']}, patched {r['patched']}, deleted {r['deleted']}, failed {r['failed']})")
+
+
 def main() -> None:
     cli()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from stacgit import state as st
+from stacgit.gitinfo import commit_times
 from stacgit.hashing import digest_file, digest_obj, sha256_file
 from stacgit.mapping import MappingSpec, load_mapping
 from stacgit.project import CatalogSpec, CollectionSpec, Project
@@ -31,7 +32,16 @@ def get_mapping(project: Project, coll: CollectionSpec) -> MappingSpec:
     return spec
 
 
-def collection_input_digest(con, coll: CollectionSpec, shards: list[str]) -> str | None:
+def patch_fingerprint(project: Project, coll: CollectionSpec) -> list:
+    """The patches of a collection as they affect its outputs: content and commit time."""
+    patches = project.patches_for(coll) + project.patches_for(coll, "collection")
+    if not patches:
+        return []
+    times = commit_times(project.root, sorted({p.file for p in patches}))
+    return [(p.key, p.digest, times[p.file]) for p in patches]
+
+
+def collection_input_digest(con, coll: CollectionSpec, shards: list[str], patches: list) -> str | None:
     """Fingerprint of everything the collection's outputs depend on; None if a shard is unbuilt."""
     rows = dict(
         con.execute(
@@ -41,7 +51,7 @@ def collection_input_digest(con, coll: CollectionSpec, shards: list[str]) -> str
     )
     if any(s not in rows for s in shards):
         return None
-    return digest_obj([coll.aggregate_digest(), [(s, rows[s]) for s in shards]])
+    return digest_obj([coll.aggregate_digest(), [(s, rows[s]) for s in shards], patches])
 
 
 def catalog_input_digest(con, cat: CatalogSpec) -> str | None:
@@ -133,10 +143,12 @@ def _output_reason(project: Project, catalog_id: str, path: str) -> Reason | Non
 
 def collection_reason(project: Project, coll: CollectionSpec, shards: list[str]) -> Reason | None:
     con = st.connect(project.state_dir)
-    row = con.execute("SELECT input_digest FROM aggregates WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    row = con.execute("SELECT input_digest, patches FROM aggregates WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
     if row is None:
         return Reason.NEW
-    if row[0] != collection_input_digest(con, coll, shards):
+    if row[0] != collection_input_digest(con, coll, shards, patch_fingerprint(project, coll)):
+        if row[1] != digest_obj(patch_fingerprint(project, coll)):
+            return Reason.PATCH_CHANGED
         return Reason.SOURCE_CHANGED
     if con.execute("SELECT 1 FROM pending WHERE catalog=? AND collection=? LIMIT 1", (coll.catalog_id, coll.id)).fetchone():
         return Reason.OUTPUT_MODIFIED

@@ -16,6 +16,7 @@ from stacgit import _spec as S
 from stacgit._yaml import Located, load_yaml
 from stacgit.errors import ConfigError
 from stacgit.hashing import FORMAT_VERSION, digest_obj
+from stacgit.patches import Patch, load_patches
 
 SOURCE_FORMATS = ("csv", "json", "ndjson", "parquet")
 SPLIT_LEVELS = ("year", "month", "day")
@@ -253,12 +254,25 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
     )
 
 
+def _check_patch_target(patch: Patch, catalogs: dict[str, CatalogSpec]) -> None:
+    """A patch naming a catalog or collection that does not exist is a typo, not a no-op."""
+    cat = catalogs.get(patch.catalog)
+    if cat is None:
+        hint = S.did_you_mean(patch.catalog, list(catalogs))
+        raise ConfigError(f"{patch.where}: target.catalog: unknown catalog '{patch.catalog}'{hint}")
+    ids = [c.id for c in cat.collections]
+    if patch.collection != "*" and patch.collection not in ids:
+        hint = S.did_you_mean(patch.collection, ids)
+        raise ConfigError(f"{patch.where}: target.collection: no collection '{patch.collection}' in catalog '{cat.id}'{hint}")
+
+
 @dataclass
 class Project:
     """The repository: where catalogs, mappings, build output and state live."""
 
     root: Path
     catalogs: dict[str, CatalogSpec]
+    patches: tuple[Patch, ...] = ()
 
     @property
     def build_dir(self) -> Path:
@@ -283,7 +297,14 @@ class Project:
         for yaml_file in sorted((root / "catalogs").glob("*/catalog.yaml")):
             cat = load_catalog(root, yaml_file)
             catalogs[cat.id] = cat
-        return cls(root=root, catalogs=catalogs)
+        patches = tuple(load_patches(root))
+        for p in patches:
+            _check_patch_target(p, catalogs)
+        return cls(root=root, catalogs=catalogs, patches=patches)
+
+    def patches_for(self, coll: CollectionSpec, document: str = "item") -> list[Patch]:
+        """The patches that apply to a collection's items (or its document), in order."""
+        return [p for p in self.patches if p.document == document and p.targets(coll.catalog_id, coll.id)]
 
     def catalog(self, catalog_id: str) -> CatalogSpec:
         if catalog_id not in self.catalogs:

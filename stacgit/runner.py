@@ -8,6 +8,7 @@ and read stacgit's own state, so doit's database is only a cache: losing it cost
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -15,13 +16,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 from doit.exceptions import TaskFailed, UnmetDependency
 
 from stacgit import build as b
-from stacgit import plan
+from stacgit import gitinfo, plan
 from stacgit import state as st
 from stacgit.errors import ConfigError, PlanError, StacgitError
 from stacgit.project import Project
@@ -174,7 +176,7 @@ def select(project: Project, only: tuple[str, ...]) -> Selection:
 def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection | None = None):
     """Every doit task dict of a build (shards, collections, catalogs, and the build group)."""
     selection = selection or Selection()
-    opts = {"strict": options.strict, "run_id": options.run_id, "jobs": options.jobs}
+    opts = dataclasses.asdict(options)
     root = str(project.root)
     catalog_tasks = []
     for cat in project.catalogs.values():
@@ -315,7 +317,8 @@ def load_for_doit(start: str = ".", strict: bool = False, jobs: int | None = Non
         raise SystemExit(exc.exit_code) from None
     run_id = uuid.uuid4().hex
     _RUN.update(project=project, run_id=run_id, collect=False, progress=False)
-    options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs or 1)
+    gitinfo.clear_cache()
+    options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs or 1, now=_now())
 
     def task_build():
         """Build every catalog (shards, collections, catalog roots)."""
@@ -345,6 +348,10 @@ def _prepare(project: Project) -> None:
 # --------------------------------------------------------------------------- stacgit build
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -371,7 +378,8 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
             (project.state_dir / "doit.sqlite3").unlink(missing_ok=True)
         _prepare(project)
         run_id = uuid.uuid4().hex
-        options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs)
+        gitinfo.clear_cache()
+        options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=_now())
         tasks = list(iter_tasks(project, options, selection))  # raises ConfigError early
 
         def task_build():
@@ -433,10 +441,19 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
             errors.append({"unit": unit, "message": msg})
     n_items = con.execute("SELECT COUNT(*) FROM outputs WHERE kind='item'").fetchone()[0]
     totals["failed"] = con.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+    totals["failed"] += con.execute("SELECT COUNT(*) FROM patch_failures").fetchone()[0]
     failed_records = [
         {"collection": f"{c}/{coll}", "location": b.location(s, loc), "field": f, "reason": r}
         for c, coll, s, loc, f, r in con.execute("SELECT catalog, collection, shard, loc, field, reason FROM failures ORDER BY catalog, collection, shard, rowid LIMIT 20")
     ]
+    failed_records += [
+        {"collection": f"{c}/{coll}", "location": b.patch_location(key, op), "field": "patch", "reason": b.patch_reason(item_id, reason)}
+        for c, coll, key, op, item_id, reason in con.execute(
+            "SELECT catalog, collection, patch_key, op_index, item_id, reason FROM patch_failures ORDER BY catalog, collection, patch_key, item_id LIMIT 20"
+        )
+    ]
+    patches, warnings = _patch_audit(project, con)
+    errors += [{"unit": "patch", "message": m} for m in patches.pop("__errors__")]
     return {
         "items": {
             "written": totals["written"],
@@ -448,8 +465,54 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         "files_written": files_written,
         "files_deleted": files_deleted,
         "failed_records": failed_records,
+        "patches": patches,
+        "warnings": warnings,
         "errors": errors,
     }
+
+
+def _patch_audit(project: Project, con) -> tuple[dict, list[str]]:
+    """Per patch file: items matched, patched, deleted and failed, and its commit time (an
+    audit log of what the patches do to the current build); id selectors that match nothing
+    are errors, CQL2 selectors that match nothing are warnings."""
+    stats: dict[str, list[tuple]] = {}
+    for c, coll, key, matched, patched, deleted, failed, unmatched in con.execute("SELECT * FROM patch_stats"):
+        stats.setdefault(key, []).append((c, coll, matched, patched, deleted, failed, orjson.loads(unmatched)))
+    times = gitinfo.commit_times(project.root, sorted({p.file for p in project.patches}))
+    files: dict[str, dict] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for p in project.patches:
+        f = files.setdefault(p.file, {"documents": 0, "matched": 0, "patched": 0, "deleted": 0, "failed": 0, "committed": times[p.file]})
+        f["documents"] += 1
+        rows = [r for r in stats.get(p.key, []) if r[0] == p.catalog]
+        for r in rows:
+            f["matched"] += r[2]
+            f["patched"] += r[3]
+            f["deleted"] += r[4]
+            f["failed"] += r[5]
+        if p.document != "item":
+            continue
+        if p.ids is not None and p.cql2 is None:
+            targets = [c.id for c in project.catalogs[p.catalog].collections if p.collection in ("*", c.id)]
+            built = {r[1]: set(r[6]) for r in rows}
+            missing = set(p.ids)
+            for cid in targets:
+                missing &= built.get(cid, set(p.ids))
+            if missing and len(built) == len(targets):
+                shown = ", ".join(f"'{i}'" for i in sorted(missing)[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                errors.append(f"{p.where}: select.ids: no item {shown} in {p.catalog}/{p.collection}")
+        elif rows and sum(r[2] for r in rows) == 0:
+            total = con.execute(
+                "SELECT COUNT(*) FROM outputs WHERE catalog=? AND kind='item'" + ("" if p.collection == "*" else " AND collection=?"),
+                (p.catalog,) if p.collection == "*" else (p.catalog, p.collection),
+            ).fetchone()[0]
+            warnings.append(f"{p.where}: select matched 0 of {total} items in {p.catalog}/{p.collection}")
+    for name, f in files.items():
+        if f["committed"] == gitinfo.UNCOMMITTED and f["patched"]:
+            warnings.append(f"{name} is not committed: the items it changes carry this build's time as `updated`")
+    files["__errors__"] = errors
+    return files, warnings
 
 
 def format_summary(s: dict) -> str:
@@ -464,6 +527,10 @@ def format_summary(s: dict) -> str:
         lines.append("skipped " + b.failure_message(f["location"], f["field"], f["reason"]))
     if i["failed"] > len(s["failed_records"]):
         lines.append(f"... {i['failed'] - len(s['failed_records'])} more skipped records in build/<catalog>/failed.ndjson")
+    for name, f in s.get("patches", {}).items():
+        lines.append(f"patch {name}: matched {f['matched']}, patched {f['patched']}, deleted {f['deleted']}, failed {f['failed']}")
+    for w in s.get("warnings", []):
+        lines.append(f"warning: {w}")
     for e in s["errors"]:
         lines.append(f"error: {e['message']}")
     return "\n".join(lines)

@@ -46,3 +46,22 @@ def test_fresh_write_never_clobbers_silently(tmp_path):
     w.write("a/b.json", b"two", fresh=True)  # exists after all: replaced via temp + rename
     assert (tmp_path / "out/a/b.json").read_bytes() == b"two"
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_manifest_rows_equal_pretty_json_of_the_dict(tmp_path):
+    """The manifest is written row by row; it must equal pretty_json of the same dict."""
+    import random
+
+    from stacgit import state as st
+    from stacgit.build import _manifest
+
+    con = st.connect(tmp_path)
+    rng = random.Random(3)
+    names = ["a/x.json", "b/é.json", "c/ü/ü.json", "Z/up.json", "cat/z.json", "catalog.jsonx", "ab\"q/1.json", "日本/a.json", "c~1/%20.json"]
+    rows = [("t", n, "coll", None, "item", None, f"{rng.getrandbits(256):064x}", rng.randrange(10**6), None) for n in names]
+    con.executemany("INSERT INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    root = ("f" * 64, 123)
+    files = {r[1]: {"sha256": r[6], "size": r[7]} for r in rows}
+    files["catalog.json"] = {"sha256": root[0], "size": root[1]}
+    assert _manifest(con, "t", root) == pretty_json({"catalog": "t", "files": files, "version": 1})
+    assert _manifest(con, "empty", root) == pretty_json({"catalog": "empty", "files": {"catalog.json": {"sha256": root[0], "size": root[1]}}, "version": 1})
