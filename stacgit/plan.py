@@ -106,7 +106,7 @@ def shard_reason(project: Project, coll: CollectionSpec, shard: str, row: tuple 
     path = project.root / shard
     stat = os.stat(path)
     if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
-        if digest_file(str(path)) != file_digest:
+        if stat.st_size != size or digest_file(str(path)) != file_digest:
             return Reason.SOURCE_CHANGED
         if refresh:  # same bytes, new mtime (e.g. git checkout): remember the new stat
             con = st.connect(project.state_dir)
