@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import orjson
 
-from stacgit.errors import StacgitError
+from stacgit.errors import ConfigError, StacgitError
 
 
 def _fail(exc: StacgitError) -> None:
@@ -113,6 +113,35 @@ def init(directory: Path) -> None:
     for path in written:
         click.echo(f"created {path}")
     click.echo(f"next: cd {directory} && stacgit build")
+
+
+@cli.command()
+@click.argument("catalog", required=False)
+@click.argument("collection", required=False)
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--all", "all_", is_flag=True, help="Refresh every remote source (the default without CATALOG).")
+@click.option("--json", "as_json", is_flag=True)
+def snapshot(catalog: str | None, collection: str | None, repo: str, all_: bool, as_json: bool) -> None:
+    """Fetch remote sources (STAC APIs) into catalogs/<c>/snapshots/; exit 1 if any failed."""
+    from stacgit.snapshot import run_snapshot
+
+    if all_ and catalog:
+        _fail(ConfigError("--all refreshes every source; do not name a catalog"))
+    try:
+        result = run_snapshot(_project(repo), catalog, collection)
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(result)
+    else:
+        for key, r in result["collections"].items():
+            state = "complete" if r["complete"] else "INCOMPLETE (previous snapshot kept)"
+            click.echo(f"{key}: {r['records']} records: {r['added']} added, {r['changed']} changed, {r['removed']} removed; {state}")
+            if r["quarantined"]:
+                click.echo(f"  {r['quarantined']} invalid item(s) quarantined, e.g. {r['quarantined_examples'][0]}")
+            for w in r["failed_windows"]:
+                click.echo(f"  failed window {w['window']}: {w['error']}", err=True)
+    sys.exit(0 if result["complete"] else 1)
 
 
 @cli.group()

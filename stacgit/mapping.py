@@ -619,6 +619,45 @@ class MappingSpec:
     render: Callable[..., dict]
 
 
+_STRUCTURAL_RELS = {"self", "root", "parent", "collection", "child", "item", "items"}
+
+
+def _passthrough_render(record: dict, collection: str, extra_defaults: dict | None = None) -> dict:
+    """A STAC item from a snapshot as it is, re-homed in our collection: ``collection`` set,
+    ``stac_version`` 1.1.0, structural links dropped (the build adds its own), defaults filled."""
+    item_id = record.get("id")
+    if not isinstance(item_id, str):
+        raise MappingError("id", "a STAC item needs a string id")
+    props = record.get("properties")
+    if not isinstance(props, dict):
+        raise MappingError("properties", "a STAC item needs a properties object")
+    if not props.get("datetime") and not (props.get("start_datetime") and props.get("end_datetime")):
+        raise MappingError("properties.datetime", "needs datetime, or start_datetime and end_datetime")
+    if "geometry" not in record:
+        raise MappingError("geometry", "a STAC item needs a geometry (null is allowed)")
+    item = dict(record)
+    item["type"] = "Feature"
+    item["stac_version"] = "1.1.0"
+    item["collection"] = collection
+    item.setdefault("stac_extensions", [])
+    item.setdefault("assets", {})
+    item["links"] = [l for l in record.get("links") or [] if isinstance(l, dict) and l.get("rel") not in _STRUCTURAL_RELS]
+    if extra_defaults:
+        item["properties"] = {**extra_defaults, **props}
+    for key in ("datetime", "start_datetime", "end_datetime"):
+        value = item["properties"].get(key)
+        if isinstance(value, str):
+            try:
+                item["properties"][key] = format_datetime(_parse_datetime(value, (), None))
+            except (ValueError, MappingError) as exc:
+                raise MappingError(f"properties.{key}", f"{value!r} is not an RFC 3339 datetime with a time zone") from exc
+    return item
+
+
+PASSTHROUGH = MappingSpec(path="(stac item as snapshotted)", data={}, digest="passthrough-1", render=_passthrough_render)
+"""The mapping of a STAC API source without a ``mapping:``: items pass through unchanged."""
+
+
 def load_mapping(path: Path, display: str | None = None) -> MappingSpec:
     doc = load_yaml(path, display)
     return compile_mapping(doc)

@@ -15,7 +15,7 @@ from enum import Enum
 from stacgit import state as st
 from stacgit.gitinfo import commit_times
 from stacgit.hashing import digest_file, digest_obj, sha256_file
-from stacgit.mapping import MappingSpec, load_mapping
+from stacgit.mapping import PASSTHROUGH, MappingSpec, load_mapping
 from stacgit.project import CatalogSpec, CollectionSpec, Project
 
 _MAPPINGS: dict[tuple[str, int, int], MappingSpec] = {}
@@ -23,6 +23,8 @@ _MAPPINGS: dict[tuple[str, int, int], MappingSpec] = {}
 
 def get_mapping(project: Project, coll: CollectionSpec) -> MappingSpec:
     """Load (once per process and file version) the mapping of a collection."""
+    if coll.mapping_path is None:
+        return PASSTHROUGH
     path = project.root / coll.mapping_path
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)

@@ -37,14 +37,38 @@ _LAYOUT = S.obj(
         "item_path": S.Node("str", choices=ITEM_PATHS),
     }
 )
+API_KEYS = {
+    "url": S.STR,
+    "collection": S.STR,
+    "method": S.Node("str", choices=("auto", "GET", "POST")),
+    "datetime": S.STR,
+    "bbox": S.lst(S.NUMBER),
+    "intersects": S.obj({"type": S.STR, "coordinates": S.ANY}, required=("type", "coordinates")),
+    "ids": S.lst(S.STR),
+    "cql2": S.Node(("str", "obj")),
+    "query": S.mapping(S.ANY),
+    "page_size": S.INT,
+    "window": S.Node("str", choices=("year", "month", "day", "none")),
+    "max_window_items": S.INT,
+    "concurrency": S.INT,
+    "rate": S.NUMBER,
+    "timeout": S.NUMBER,
+    "retries": S.INT,
+    "backoff": S.NUMBER,
+    "max_pages": S.INT,
+    "headers": S.mapping(S.obj({"env": S.STR}, required=("env",))),
+    "profile": S.Node("str", choices=("cmr",)),
+    "numeric": S.lst(S.STR),
+}
 _SOURCE = S.obj(
     {
-        "type": S.Node("str", choices=("file",)),
+        "type": S.Node("str", choices=("file", "stac-api")),
         "path": S.Node(("str", "list")),
         "format": S.Node("str", choices=SOURCE_FORMATS),
         "delimiter": S.STR,
+        **API_KEYS,
     },
-    required=("type", "path"),
+    required=("type",),
 )
 _COLLECTION = S.obj(
     {
@@ -61,7 +85,7 @@ _COLLECTION = S.obj(
         "extra_fields": S.mapping(S.ANY),
         "links": S.lst(_LINK),
     },
-    required=("id", "description", "source", "mapping"),
+    required=("id", "description", "source"),
 )
 CATALOG_NODE = S.obj(
     {
@@ -106,10 +130,15 @@ class LayoutSpec:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    type: str
+    type: str  # file | stac-api
     patterns: tuple[str, ...]
     format: str | None
     delimiter: str
+    api: dict | None = None  # stac-api: the options of API_KEYS that were given
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.type != "file"
 
 
 @dataclass(frozen=True)
@@ -118,7 +147,7 @@ class CollectionSpec:
     id: str
     meta: dict  # title, description, license, keywords, providers, extra fields, links
     source: SourceSpec
-    mapping_path: str  # relative to the project root, posix
+    mapping_path: str | None  # relative to the project root, posix; None: STAC items pass through
     defaults: dict
     layout: LayoutSpec
     index: int  # position in catalog.yaml (for error messages)
@@ -154,6 +183,36 @@ class CatalogSpec:
 
     def root_digest(self) -> str:
         return digest_obj([FORMAT_VERSION, self.meta, list(self.links), [c.id for c in self.collections]])
+
+
+def _source(doc: Located, src: dict, kp: tuple, coll_id: str) -> SourceSpec:
+    if src["type"] == "file":
+        extra = sorted(k for k in src if k in API_KEYS)
+        if extra:
+            raise S.fail(doc, kp + (extra[0],), "only for sources of type stac-api")
+        if "path" not in src:
+            raise S.fail(doc, kp, "missing required key 'path'")
+        patterns = src["path"] if isinstance(src["path"], list) else [src["path"]]
+        if not patterns or not all(isinstance(p, str) for p in patterns):
+            raise S.fail(doc, kp + ("path",), "must be a path or a non-empty list of paths")
+        patterns = [_pattern_ok(doc, p, kp + ("path",)) for p in patterns]
+        return SourceSpec("file", tuple(patterns), src.get("format"), src.get("delimiter", ","))
+    for key in ("path", "format", "delimiter"):
+        if key in src:
+            raise S.fail(doc, kp + (key,), f"not used by a {src['type']} source (its files are snapshots/{coll_id}/*.ndjson)")
+    for key in ("url", "collection"):
+        if key not in src:
+            raise S.fail(doc, kp, f"missing required key '{key}'")
+    url = src["url"]
+    if not url.startswith(("http://", "https://")):
+        raise S.fail(doc, kp + ("url",), f"must be an http(s) URL, got {url!r}")
+    if "bbox" in src and len(src["bbox"]) not in (4, 6):
+        raise S.fail(doc, kp + ("bbox",), "must have 4 (or 6) numbers")
+    for key, low in (("page_size", 1), ("concurrency", 1), ("retries", 0), ("max_pages", 1), ("max_window_items", 1)):
+        if key in src and src[key] < low:
+            raise S.fail(doc, kp + (key,), f"must be at least {low}")
+    api = {k: v for k, v in src.items() if k != "type"}
+    return SourceSpec(src["type"], (f"snapshots/{coll_id}/*.ndjson",), "ndjson", ",", api)
 
 
 def _layout(doc: Located, raw: dict | None, base: LayoutSpec, kp: tuple) -> LayoutSpec:
@@ -213,15 +272,16 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
             raise S.fail(doc, kp + ("id",), f"duplicate collection id '{cid}' (also collections[{seen[cid]}])")
         seen[cid] = i
         src = c["source"]
-        patterns = src["path"] if isinstance(src["path"], list) else [src["path"]]
-        if not patterns or not all(isinstance(p, str) for p in patterns):
-            raise S.fail(doc, kp + ("source", "path"), "must be a path or a non-empty list of paths")
-        patterns = tuple(_pattern_ok(doc, p, kp + ("source", "path")) for p in patterns)
-        mapping_rel = PurePosixPath(c["mapping"])
-        if mapping_rel.is_absolute() or ".." in mapping_rel.parts:
-            raise S.fail(doc, kp + ("mapping",), "must be a path relative to the repository root, e.g. mappings/x.yaml")
-        if not (root / mapping_rel).is_file():
-            raise S.fail(doc, kp + ("mapping",), f"mapping file {mapping_rel} does not exist")
+        source = _source(doc, src, kp + ("source",), cid)
+        mapping_rel = None
+        if "mapping" in c:
+            mapping_rel = PurePosixPath(c["mapping"])
+            if mapping_rel.is_absolute() or ".." in mapping_rel.parts:
+                raise S.fail(doc, kp + ("mapping",), "must be a path relative to the repository root, e.g. mappings/x.yaml")
+            if not (root / mapping_rel).is_file():
+                raise S.fail(doc, kp + ("mapping",), f"mapping file {mapping_rel} does not exist")
+        elif not source.is_snapshot:
+            raise S.fail(doc, kp, "missing required key 'mapping'")
         meta: dict[str, Any] = {"description": c["description"], "license": c.get("license", data.get("license", "other"))}
         for k in ("title", "keywords", "providers", "links"):
             if k in c:
@@ -232,8 +292,8 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 catalog_id=cat_id,
                 id=cid,
                 meta=meta,
-                source=SourceSpec(src["type"], patterns, src.get("format"), src.get("delimiter", ",")),
-                mapping_path=mapping_rel.as_posix(),
+                source=source,
+                mapping_path=mapping_rel.as_posix() if mapping_rel else None,
                 defaults=dict(c.get("defaults") or {}),
                 layout=_layout(doc, c.get("layout"), base_layout, kp + ("layout",)),
                 index=i,
@@ -327,6 +387,10 @@ class Project:
         found: set[str] = set()
         for pattern in coll.source.patterns:
             matches = [p for p in cat.dir.glob(pattern) if p.is_file()]
+            if not matches and coll.source.is_snapshot:
+                raise ConfigError(
+                    f"{cat.yaml_path}: collections[{coll.index}]: collection '{coll.key}' has no snapshot yet: run `stacgit snapshot {coll.catalog_id} {coll.id}`"
+                )
             if not matches:
                 raise ConfigError(
                     f"{cat.yaml_path}: collections[{coll.index}].source.path: {pattern!r} matches no file in {cat.dir.relative_to(self.root).as_posix()}/"

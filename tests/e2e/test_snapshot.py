@@ -1,0 +1,218 @@
+"""Snapshots of a real STAC API (rustac serve) through a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import stacgit, tree
+from stac_server import FaultProxy, StacServer, make_items
+
+pytestmark = pytest.mark.integration
+
+SNAP = "catalogs/remote/snapshots/c1"
+
+
+@pytest.fixture
+def api(tmp_path):
+    proxy = FaultProxy()
+    server = StacServer(tmp_path / "server", proxy)
+    server.serve(make_items(240))
+    yield server
+    server.stop()
+    proxy.close()
+
+
+def make_repo(root: Path, url: str, **source) -> Path:
+    cat = root / "catalogs" / "remote"
+    cat.mkdir(parents=True)
+    src = {"type": "stac-api", "url": url, "collection": "c1", "datetime": "2020-01-01/2020-12-31", "page_size": 15,
+           "window": "month", "timeout": 1.5, "retries": 4, "backoff": 0.05, "concurrency": 3, **source}
+    (cat / "catalog.yaml").write_text(json.dumps({
+        "id": "remote", "description": "Snapshots of a STAC API", "license": "CC0-1.0",
+        "collections": [{"id": "c1", "description": "mirrored", "source": src}],
+    }))
+    return root
+
+
+def snap(repo: Path, *args: str):
+    return stacgit(repo, "snapshot", "--json", *args)
+
+
+def snapshot_items(repo: Path) -> list[dict]:
+    return [json.loads(line) for p in sorted((repo / SNAP).glob("*.ndjson")) for line in p.read_text().splitlines()]
+
+
+def test_snapshot_writes_sorted_partitions_and_builds(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    res = snap(repo)
+    assert res.exit_code == 0, res.stdout + res.stderr
+    summary = res.json["collections"]["remote/c1"]
+    assert summary | {"requests": 0, "quarantined_examples": []} == summary | {
+        "records": 240, "added": 240, "changed": 0, "removed": 0, "complete": True, "requests": 0, "quarantined_examples": []}
+    assert summary["method"] == "GET" and summary["windows"] == 12
+    items = snapshot_items(repo)
+    assert sorted(i["id"] for i in items) == [f"item-{k:04d}" for k in range(240)]  # each exactly once
+    parts = sorted(p.name for p in (repo / SNAP).glob("*.ndjson"))
+    assert parts == [f"2020-{m:02d}.ndjson" for m in range(1, 13)]
+    for p in (repo / SNAP).glob("*.ndjson"):
+        ids = [json.loads(x)["id"] for x in p.read_text().splitlines()]
+        assert ids == sorted(ids)
+    meta = json.loads((repo / SNAP / "snapshot.json").read_text())
+    assert meta["counts"] == {"items": 240, "partitions": 12, "quarantined": 0}
+    build = stacgit(repo, "build", "--json", "-j", "1")
+    assert build.exit_code == 0, build.stderr
+    assert build.json["items"]["written"] == 240
+    one = json.loads(next((repo / "build/remote/c1").rglob("item-0007.json")).read_text())
+    assert one["collection"] == "c1" and one["stac_version"] == "1.1.0"
+    assert [l["rel"] for l in one["links"]] == ["root", "parent", "collection", "license"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True, env=env).stdout
+
+
+def test_unchanged_upstream_gives_empty_diff_and_changes_give_exact_lines(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    assert snap(repo).exit_code == 0
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "snapshot")
+    again = snap(repo)
+    assert again.json["collections"]["remote/c1"] | {"requests": 0, "quarantined_examples": [], "windows": 0} == again.json["collections"]["remote/c1"] | {
+        "records": 240, "added": 0, "changed": 0, "removed": 0, "requests": 0, "quarantined_examples": [], "windows": 0}
+    assert _git(repo, "status", "--porcelain") == ""
+    items = make_items(240)
+    items[10]["properties"]["eo:cloud_cover"] = 77  # item-0010 changed
+    del items[5]  # item-0005 removed upstream
+    items += make_items(242)[240:]  # item-0240, item-0241 added
+    api.serve(items)
+    res = snap(repo)
+    c = res.json["collections"]["remote/c1"]
+    assert (c["added"], c["changed"], c["removed"], c["records"]) == (2, 1, 1, 241)
+    diff = _git(repo, "diff", "-U0", "--", SNAP)
+    changed = [l for l in diff.splitlines() if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    ids = sorted((l[0], json.loads(l[1:])["id"]) for l in changed if l[1:].startswith("{"))
+    assert ids == [("+", "item-0010"), ("+", "item-0240"), ("+", "item-0241"), ("-", "item-0005"), ("-", "item-0010")]
+
+
+def test_transient_faults_are_retried_and_every_item_arrives_once(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    api.proxy.plan = ["ok", "429", "503", "drop", "truncate", "slow", "ok", "503", "truncate", "429"]
+    started = time.monotonic()
+    res = snap(repo)
+    assert res.exit_code == 0, res.stdout
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+    assert sorted(i["id"] for i in snapshot_items(repo)) == [f"item-{k:04d}" for k in range(240)]
+    faults = [e["fault"] for e in api.proxy.log]
+    for f in ("429", "503", "drop", "truncate", "slow"):
+        assert f in faults
+
+
+def test_post_search_with_next_link_bodies(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url, method="POST", window="none", page_size=50)
+    res = snap(repo)
+    assert res.exit_code == 0, res.stdout
+    assert res.json["collections"]["remote/c1"]["method"] == "POST"
+    assert len(snapshot_items(repo)) == 240
+    assert {e["method"] for e in api.proxy.log} == {"POST"} and len(api.proxy.log) >= 5
+
+
+def test_a_failing_window_keeps_the_previous_snapshot(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    assert snap(repo).exit_code == 0
+    before = tree(repo / "catalogs")
+    api.proxy.rules = [(lambda path, body: "2020-03-01" in path, "503")]
+    res = stacgit(repo, "snapshot", "--json")
+    assert res.exit_code == 1
+    c = res.json["collections"]["remote/c1"]
+    assert c["complete"] is False and len(c["failed_windows"]) == 1
+    w = c["failed_windows"][0]
+    assert w["window"] == "2020-03-01T00:00:00Z/2020-03-31T23:59:59Z"
+    assert "HTTP 503 after 5 attempts" in w["error"] and "/collections/c1/items" in w["error"]
+    assert tree(repo / "catalogs") == before
+    report = json.loads((repo / ".stacgit/snapshots/remote/c1/report.json").read_text())
+    assert report["failed_windows"] == c["failed_windows"]
+    # looping next links are detected, not followed forever
+    api.proxy.rules = [(lambda path, body: "2020-03-01" in path, "loop")]
+    res = stacgit(repo, "snapshot", "--json")
+    assert res.exit_code == 1
+    assert "looping next links" in res.json["collections"]["remote/c1"]["failed_windows"][0]["error"]
+    assert tree(repo / "catalogs") == before
+    # the windows that completed are checkpoints: the rerun fetches only the failed one
+    api.proxy.rules = []
+    api.proxy.log.clear()
+    res = snap(repo)
+    assert res.exit_code == 0 and res.json["collections"]["remote/c1"]["windows_resumed"] == 11
+    windows = {e["path"].split("datetime=")[1][:10] for e in api.proxy.log if "datetime=" in e["path"] and "limit=15" in e["path"]}
+    assert windows == {"2020-03-01"}
+    assert tree(repo / "catalogs") == before
+
+
+def test_killed_snapshot_resumes_from_checkpoints(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url, concurrency=1)
+    api.proxy.latency = 0.15
+    proc = subprocess.Popen([sys.executable, "-m", "stacgit", "snapshot"], cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ck = repo / ".stacgit/snapshots/remote/c1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(ck.rglob("*.done"))) < 4:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.stem for p in ck.rglob("*.done"))
+    assert 4 <= len(done) < 12
+    assert not (repo / SNAP).exists()  # nothing written before the snapshot is complete
+    api.proxy.latency = 0
+    api.proxy.log.clear()
+    res = snap(repo)
+    assert res.exit_code == 0
+    assert res.json["collections"]["remote/c1"]["windows_resumed"] == len(done)
+    fetched = {e["path"].split("datetime=")[1][:10] for e in api.proxy.log if "datetime=" in e["path"] and "limit=15" in e["path"]}
+    assert fetched and not fetched & {key[:10] for key in done}  # e.g. 2020-01-01T000000Z_...
+    assert len(fetched) == 12 - len(done)
+    assert sorted(i["id"] for i in snapshot_items(repo)) == [f"item-{k:04d}" for k in range(240)]
+
+
+def test_secrets_are_sent_but_never_written_or_printed(api, tmp_path, monkeypatch):
+    secret = "s3cr3t-token-value-42"
+    monkeypatch.setenv("STACGIT_TEST_TOKEN", secret)
+    repo = make_repo(tmp_path / "repo", api.proxy.url, headers={"Authorization": {"env": "STACGIT_TEST_TOKEN"}})
+    res = snap(repo)
+    assert res.exit_code == 0
+    assert all(e["headers"].get("Authorization") == secret for e in api.proxy.log)
+    api.proxy.rules = [(lambda path, body: True, "401")]
+    bad = stacgit(repo, "snapshot")
+    assert bad.exit_code == 1
+    stacgit(repo, "build", "-j", "1")
+    for text in (res.stdout, res.stderr, bad.stdout, bad.stderr):
+        assert secret not in text
+    for p in repo.rglob("*"):
+        if p.is_file():
+            assert secret.encode() not in p.read_bytes(), p
+    monkeypatch.delenv("STACGIT_TEST_TOKEN")
+    missing = stacgit(repo, "snapshot")
+    assert missing.exit_code == 1 and "environment variable STACGIT_TEST_TOKEN" in missing.stderr
+
+
+def test_invalid_items_are_quarantined_and_datetimes_normalised(api, tmp_path):
+    items = make_items(24)
+    items[0]["properties"]["datetime"] = "2020-01-01T10:00:00"  # no time zone -> UTC
+    items[1]["properties"]["eo:cloud_cover"] = "12.5"  # numeric string of a declared field
+    items[2]["id"] = "../escape"  # unsafe id: quarantined
+    api.serve(items)
+    repo = make_repo(tmp_path / "repo", api.proxy.url, numeric=["eo:cloud_cover"])
+    res = snap(repo)
+    assert res.exit_code == 0
+    c = res.json["collections"]["remote/c1"]
+    assert c["quarantined"] == 1 and c["records"] == 23
+    by_id = {i["id"]: i for i in snapshot_items(repo)}
+    assert by_id["item-0000"]["properties"]["datetime"] == "2020-01-01T10:00:00Z"
+    assert by_id["item-0001"]["properties"]["eo:cloud_cover"] == 12.5
