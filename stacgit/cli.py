@@ -144,6 +144,43 @@ def snapshot(catalog: str | None, collection: str | None, repo: str, all_: bool,
     sys.exit(0 if result["complete"] else 1)
 
 
+@cli.command()
+@click.argument("url")
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--ids", multiple=True, metavar="GLOB", help="Collection id glob (repeatable).")
+@click.option("--provider", help="Provider name (substring, case-insensitive).")
+@click.option("--datetime", "datetime_range", metavar="RANGE", help="Keep collections whose temporal extent overlaps START/END.")
+@click.option("--bbox", metavar="W,S,E,N", help="Keep collections whose spatial extent overlaps this box.")
+@click.option("--count", is_flag=True, help="Ask the API for each collection's item count (one request each).")
+@click.option("--add-to", "add_to", metavar="CATALOG", help="Append the collections found to catalogs/CATALOG/catalog.yaml.")
+@click.option("--json", "as_json", is_flag=True)
+def discover(url: str, repo: str, ids: tuple[str, ...], provider: str | None, datetime_range: str | None, bbox: str | None, count: bool, add_to: str | None, as_json: bool) -> None:
+    """List a STAC API's collections (filtered); optionally add them to a catalog."""
+    from stacgit.discover import add_to_catalog, discover as run
+
+    try:
+        box = None
+        if bbox:
+            try:
+                box = [float(v) for v in bbox.split(",")]
+            except ValueError:
+                raise ConfigError(f"--bbox {bbox!r}: expected W,S,E,N numbers") from None
+            if len(box) != 4:
+                raise ConfigError(f"--bbox {bbox!r}: expected 4 numbers")
+        rows = run(url, ids, provider, datetime_range, box, count)
+        added = add_to_catalog(_project(repo), add_to, url, rows) if add_to else []
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json({"collections": rows, "added": added})
+        return
+    for r in rows:
+        items = f"{r['items']} items" if r["items"] is not None else ""
+        click.echo(f"{r['id']}\t{r['title']}\t{r['interval'][0] or '..'}/{r['interval'][1] or '..'}\t{','.join(str(v) for v in r['bbox'])}\t{items}")
+    for cid in added:
+        click.echo(f"added {cid} to catalogs/{add_to}/catalog.yaml")
+
+
 @cli.group()
 def patch() -> None:
     """Write, dry-run and list patch specs (patches/*.yaml). Never touches build output."""

@@ -216,3 +216,24 @@ def test_invalid_items_are_quarantined_and_datetimes_normalised(api, tmp_path):
     by_id = {i["id"]: i for i in snapshot_items(repo)}
     assert by_id["item-0000"]["properties"]["datetime"] == "2020-01-01T10:00:00Z"
     assert by_id["item-0001"]["properties"]["eo:cloud_cover"] == 12.5
+
+
+def test_discover_lists_filters_and_adds_collections(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    res = stacgit(repo, "discover", api.proxy.url, "--json", "--ids", "c*", "--datetime", "2020-06-01/2020-07-01")
+    assert res.exit_code == 0, res.stderr
+    assert [r["id"] for r in res.json["collections"]] == ["c1"]
+    none = stacgit(repo, "discover", api.proxy.url, "--json", "--ids", "landsat-*")
+    assert none.json["collections"] == []
+    before = (repo / "catalogs/remote/catalog.yaml").read_text()
+    # the example catalog already has c1: a second catalog gets it through --add-to
+    (repo / "catalogs/mirror").mkdir()
+    (repo / "catalogs/mirror/catalog.yaml").write_text("# a mirror\nid: mirror\ndescription: mirror\ncollections:\n  - id: old\n    description: kept\n    source: {type: stac-api, url: 'http://127.0.0.1:9/', collection: old}\n")
+    add = stacgit(repo, "discover", api.proxy.url, "--add-to", "mirror", "--json")
+    assert add.exit_code == 0, add.stderr
+    assert add.json["added"] == ["c1"]
+    text = (repo / "catalogs/mirror/catalog.yaml").read_text()
+    assert text.startswith("# a mirror\n") and "collection: c1" in text
+    assert (repo / "catalogs/remote/catalog.yaml").read_text() == before
+    res = stacgit(repo, "snapshot", "mirror", "c1", "--json")
+    assert res.exit_code == 0 and res.json["collections"]["mirror/c1"]["records"] == 240
