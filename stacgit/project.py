@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import jmespath
+
 from stacgit import _spec as S
 from stacgit._yaml import Located, load_yaml
 from stacgit.errors import ConfigError
@@ -59,10 +61,17 @@ API_KEYS = {
     "headers": S.mapping(S.obj({"env": S.STR}, required=("env",))),
     "profile": S.Node("str", choices=("cmr",)),
     "numeric": S.lst(S.STR),
+    # http-json only
+    "records": S.STR,
+    "next": S.STR,
+    "params": S.mapping(S.ANY),
+    "key": S.STR,
+    "head": S.STR,
 }
+HTTP_JSON_KEYS = ("url", "records", "next", "params", "key", "head", "headers", "timeout", "retries", "backoff", "rate", "concurrency", "max_pages")
 _SOURCE = S.obj(
     {
-        "type": S.Node("str", choices=("file", "stac-api")),
+        "type": S.Node("str", choices=("file", "stac-api", "http-json")),
         "path": S.Node(("str", "list")),
         "format": S.Node("str", choices=SOURCE_FORMATS),
         "delimiter": S.STR,
@@ -200,7 +209,11 @@ def _source(doc: Located, src: dict, kp: tuple, coll_id: str) -> SourceSpec:
     for key in ("path", "format", "delimiter"):
         if key in src:
             raise S.fail(doc, kp + (key,), f"not used by a {src['type']} source (its files are snapshots/{coll_id}/*.ndjson)")
-    for key in ("url", "collection"):
+    if src["type"] == "http-json":
+        extra = sorted(k for k in src if k in API_KEYS and k not in HTTP_JSON_KEYS)
+        if extra:
+            raise S.fail(doc, kp + (extra[0],), "not used by an http-json source")
+    for key in ("url",) if src["type"] == "http-json" else ("url", "collection"):
         if key not in src:
             raise S.fail(doc, kp, f"missing required key '{key}'")
     url = src["url"]
@@ -211,6 +224,12 @@ def _source(doc: Located, src: dict, kp: tuple, coll_id: str) -> SourceSpec:
     for key, low in (("page_size", 1), ("concurrency", 1), ("retries", 0), ("max_pages", 1), ("max_window_items", 1)):
         if key in src and src[key] < low:
             raise S.fail(doc, kp + (key,), f"must be at least {low}")
+    for key in ("records", "next", "key", "head"):
+        if key in src:
+            try:
+                jmespath.compile(src[key])
+            except jmespath.exceptions.JMESPathError as exc:
+                raise S.fail(doc, kp + (key,), f"invalid JMESPath {src[key]!r}: {str(exc).splitlines()[0]}") from None
     api = {k: v for k, v in src.items() if k != "type"}
     return SourceSpec(src["type"], (f"snapshots/{coll_id}/*.ndjson",), "ndjson", ",", api)
 
@@ -280,7 +299,7 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 raise S.fail(doc, kp + ("mapping",), "must be a path relative to the repository root, e.g. mappings/x.yaml")
             if not (root / mapping_rel).is_file():
                 raise S.fail(doc, kp + ("mapping",), f"mapping file {mapping_rel} does not exist")
-        elif not source.is_snapshot:
+        elif source.type != "stac-api":
             raise S.fail(doc, kp, "missing required key 'mapping'")
         meta: dict[str, Any] = {"description": c["description"], "license": c.get("license", data.get("license", "other"))}
         for k in ("title", "keywords", "providers", "links"):

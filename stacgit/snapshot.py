@@ -25,6 +25,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 
 import orjson
 
@@ -163,6 +164,8 @@ def _dirs(project: Project, coll: CollectionSpec, qdigest: str) -> tuple[Path, P
 
 
 async def snapshot_collection(project: Project, coll: CollectionSpec, env: dict, transport=None) -> CollectionReport:
+    if coll.source.type == "http-json":
+        return await snapshot_http_json(project, coll, env, transport)
     q = ApiQuery.from_source(coll.source.api or {})
     qdigest = digest_obj(q.describe())
     out_dir, ck = _dirs(project, coll, qdigest)
@@ -307,3 +310,111 @@ def _atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- http-json
+
+
+async def snapshot_http_json(project: Project, coll: CollectionSpec, env: dict, transport=None) -> CollectionReport:
+    """Records of a plain JSON API (``records``/``next`` JMESPath), partitioned by a hash of
+    their ``key`` (or of the whole record), sorted; with ``head``, each record gets the ETag of
+    the remote file it points at, so an unchanged file leaves the record line unchanged and the
+    build skips it, while a changed file re-maps it."""
+    import jmespath
+
+    api = dict(coll.source.api or {})
+    spec = {k: api.pop(k) for k in ("records", "next", "params", "key", "head") if k in api}
+    q = ApiQuery.from_source({**api, "collection": "", "window": "none"})
+    out_dir, ck = _dirs(project, coll, digest_obj([q.describe(), spec]))
+    report = CollectionReport(method="GET")
+    records_expr = jmespath.compile(spec.get("records", "@"))
+    next_expr = jmespath.compile(spec["next"]) if "next" in spec else None
+    key_expr = jmespath.compile(spec["key"]) if "key" in spec else None
+    head_expr = jmespath.compile(spec["head"]) if "head" in spec else None
+    http = Http(q, env, transport)
+    records: list[dict] = []
+    try:
+        url, params, seen = q.url, dict(spec.get("params") or {}), set()
+        while True:
+            if len(seen) >= q.max_pages:
+                raise FetchError(f"{url}: more than {q.max_pages} pages")
+            seen.add(url)
+            page = await http.json("GET", url, params or None, allow_list=True)
+            found = records_expr.search(page)
+            if not isinstance(found, list):
+                raise FetchError(f"{url}: 'records' ({spec.get('records', '@')}) is not a list in the response")
+            records.extend(r for r in found if isinstance(r, dict))
+            report.quarantined += [{"id": None, "reason": "not a JSON object"} for r in found if not isinstance(r, dict)]
+            nxt = next_expr.search(page) if next_expr else None
+            if not nxt:
+                break
+            nxt = urljoin(url, str(nxt))
+            if nxt in seen:
+                raise FetchError(f"{nxt}: next page repeats an earlier one (looping next links)")
+            url, params = nxt, None
+        if head_expr is not None:
+            sem = asyncio.Semaphore(max(1, q.concurrency))
+
+            async def stamp(rec: dict) -> None:
+                target = head_expr.search(rec)
+                if isinstance(target, str) and target.startswith(("http://", "https://")):
+                    async with sem:
+                        rec["_remote"] = {"href": target, "etag": await http.etag(target)}
+
+            await asyncio.gather(*(stamp(r) for r in records))
+    except SourceError as exc:
+        report.complete = False
+        report.failed_windows.append({"window": "all", "url": q.url, "error": str(exc)})
+        ck.mkdir(parents=True, exist_ok=True)
+        return _finish_incomplete(ck, report)
+    finally:
+        report.requests = http.requests
+        await http.close()
+
+    def key_of(rec: dict, line: bytes) -> str:
+        k = key_expr.search(rec) if key_expr is not None else None
+        return str(k) if k is not None else line.decode()
+
+    by_part: dict[str, dict[str, bytes]] = {}
+    for rec in records:
+        line = canonical_json(rec)
+        k = key_of(rec, line)
+        part = "part-" + hashlib.blake2b(k.encode(), digest_size=1).hexdigest()[0]
+        by_part.setdefault(part, {})[k] = line
+    out_dir.mkdir(parents=True, exist_ok=True)
+    old_lines: dict[str, bytes] = {}
+    old = {p.stem: p for p in out_dir.glob("*.ndjson")}
+    for p in old.values():
+        for line in p.read_bytes().splitlines():
+            old_lines[key_of(orjson.loads(line), line)] = line
+    partitions = {}
+    for part in sorted(by_part):
+        rows = by_part[part]
+        data = b"".join(rows[k] + b"\n" for k in sorted(rows))
+        for k, line in rows.items():
+            prev = old_lines.get(k)
+            report.added += prev is None
+            report.changed += prev is not None and prev != line
+        report.records += len(rows)
+        target = out_dir / f"{part}.ndjson"
+        if not target.exists() or target.read_bytes() != data:
+            _atomic(target, data)
+        partitions[part] = {"items": len(rows), "sha256": sha256_bytes(data)}
+    new_keys = {k for rows in by_part.values() for k in rows}
+    report.removed = sum(1 for k in old_lines if k not in new_keys)
+    for name, p in old.items():
+        if name not in partitions:
+            p.unlink()
+    meta = {
+        "source": {"type": "http-json", **q.describe(), **spec},
+        "counts": {"records": report.records, "partitions": len(partitions), "quarantined": len(report.quarantined)},
+        "partitions": partitions,
+    }
+    meta["source"].pop("collection", None)
+    meta["source"].pop("window", None)
+    data = pretty_json(meta)
+    target = out_dir / "snapshot.json"
+    if not target.exists() or target.read_bytes() != data:
+        _atomic(target, data)
+    (ck.parent / "report.json").unlink(missing_ok=True)
+    return report

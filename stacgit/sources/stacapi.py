@@ -186,7 +186,14 @@ class Http:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def json(self, method: str, url: str, params: dict | None = None, body: dict | None = None) -> dict:
+    async def json(self, method: str, url: str, params: dict | None = None, body: dict | None = None, allow_list: bool = False) -> dict:
+        return await self._request(method, url, params, body, "list" if allow_list else "dict")
+
+    async def etag(self, url: str) -> str | None:
+        """ETag (or Last-Modified and size) of a remote file, by HEAD, with the same retries."""
+        return await self._request("HEAD", url, None, None, "etag")
+
+    async def _request(self, method: str, url: str, params: dict | None, body: dict | None, want: str):
         httpx = self._httpx
         host = urlsplit(url).netloc
         bucket = self.buckets.setdefault(host, TokenBucket(self.rate))
@@ -199,13 +206,16 @@ class Http:
                     self.requests += 1
                     resp = await self.client.request(method, url, params=params, json=body)
                     content = await resp.aread()
+                if resp.status_code == 200 and want == "etag":
+                    h = resp.headers
+                    return h.get("ETag") or (f"{h.get('Last-Modified')}|{h.get('Content-Length')}" if h.get("Last-Modified") else None)
                 if resp.status_code == 200:
                     try:
                         data = orjson.loads(content)
                     except orjson.JSONDecodeError as exc:
                         last = f"invalid or truncated JSON ({exc.msg})"
                     else:
-                        if isinstance(data, dict):
+                        if isinstance(data, dict) or (want == "list" and isinstance(data, list)):
                             return data
                         last = "the response is not a JSON object"
                 elif resp.status_code in RETRY_STATUS:

@@ -237,3 +237,72 @@ def test_discover_lists_filters_and_adds_collections(api, tmp_path):
     assert (repo / "catalogs/remote/catalog.yaml").read_text() == before
     res = stacgit(repo, "snapshot", "mirror", "c1", "--json")
     assert res.exit_code == 0 and res.json["collections"]["mirror/c1"]["records"] == 240
+
+
+def test_http_json_source_pages_records_and_etags(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from conftest import REPO
+    from stac_server import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    records = json.loads((REPO / "catalogs/3dep/sources/CO_Eastern_B1_2018.json").read_text())
+    for r in records:
+        r["lpc_link"] = f"{base}/laz"
+    etags = {r["tile"]: '"v1"' for r in records}
+    heads = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            page = int(self.path.split("page=")[1]) if "page=" in self.path else 1
+            chunk = records[(page - 1) * 10 : page * 10]
+            body = json.dumps({"items": chunk, "next": f"/wesm?page={page + 1}" if page * 10 < len(records) else None}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_HEAD(self):
+            tile = self.path.rsplit("_", 1)[1].removesuffix(".laz")
+            heads.append(tile)
+            self.send_response(200)
+            self.send_header("ETag", etags[tile])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        repo = tmp_path / "repo"
+        (repo / "catalogs/wesm").mkdir(parents=True)
+        shutil_copy = __import__("shutil").copytree
+        shutil_copy(REPO / "mappings", repo / "mappings")
+        src = {"type": "http-json", "url": f"{base}/wesm?page=1", "records": "items", "next": "next", "key": "tile",
+               "head": "join('', [lpc_link, '/USGS_LPC_', project, '_', tile, '.laz'])", "backoff": 0.01}
+        (repo / "catalogs/wesm/catalog.yaml").write_text(json.dumps({
+            "id": "wesm", "description": "WESM index", "license": "CC0-1.0",
+            "collections": [{"id": "co", "description": "CO Eastern", "source": src, "mapping": "mappings/3dep-wesm.yaml"}]}))
+        res = stacgit(repo, "snapshot", "--json")
+        assert res.exit_code == 0, res.stdout + res.stderr
+        c = res.json["collections"]["wesm/co"]
+        assert (c["records"], c["added"], c["complete"]) == (16, 16, True) and len(heads) == 16
+        build = stacgit(repo, "build", "--json", "-j", "1")
+        assert build.exit_code == 0 and build.json["items"]["written"] == 16
+        etags["w1000n4400"] = '"v2"'  # one LAZ file changed upstream
+        res = stacgit(repo, "snapshot", "--json")
+        c = res.json["collections"]["wesm/co"]
+        assert (c["added"], c["changed"], c["removed"]) == (0, 1, 0)
+        build = stacgit(repo, "build", "--json", "-j", "1")
+        assert build.json["records"]["mapped"] == 1  # only the record whose file changed
+        bad = (repo / "catalogs/wesm/catalog.yaml")
+        bad.write_text(bad.read_text().replace('"records": "items"', '"records": "items[?"'))
+        res = stacgit(repo, "snapshot")
+        assert res.exit_code == 2 and "source.records: invalid JMESPath" in res.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
