@@ -436,3 +436,64 @@ async def probe_method(http: Http, q: ApiQuery, w: Window) -> str:
         except FetchError:
             pass
     return "POST"
+
+
+# --------------------------------------------------------------------------- library API
+
+
+def iter_items(query: ApiQuery, env: dict[str, str] | None = None, transport=None, buffer_pages: int = 8):
+    """Stream the query's items as plain dicts (the windows run concurrently in a background
+    thread; at most ``buffer_pages`` pages wait in memory). Raises FetchError if a window fails.
+
+        from stacgit.sources.stacapi import ApiQuery, iter_items
+        for item in iter_items(ApiQuery(url="https://...", collection="c", datetime="2024-01-01/2024-01-31")):
+            ...
+    """
+    import os
+    import queue as _queue
+    import threading
+
+    pages: _queue.Queue = _queue.Queue(maxsize=buffer_pages)
+    done = object()
+
+    async def produce() -> None:
+        http = Http(query, dict(os.environ) if env is None else env, transport)
+        try:
+            windows = split_windows(query.datetime, query.window)
+            method = await probe_method(http, query, windows[0])
+            todo = list(windows)
+            sem = asyncio.Semaphore(max(1, query.concurrency))
+            loop = asyncio.get_running_loop()
+
+            async def one(w: Window) -> None:
+                async with sem:
+                    try:
+                        await fetch_window(http, query, w, method, lambda items: loop.run_in_executor(None, pages.put, list(items)))
+                    except WindowTooBig:
+                        a, b = w.halves()
+                        await asyncio.gather(one(a), one(b))
+
+            await asyncio.gather(*(one(w) for w in todo))
+        finally:
+            await http.close()
+
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(produce())
+        except BaseException as exc:  # handed to the consumer below
+            error.append(exc)
+        finally:
+            pages.put(done)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while True:
+        page = pages.get()
+        if page is done:
+            break
+        yield from page
+    thread.join()
+    if error:
+        raise error[0]

@@ -135,3 +135,24 @@ def test_normalise_and_partition():
     assert normalise({"id": "a", "geometry": None, "properties": {}}, ())[1].startswith("no datetime")
     undated = {"id": "x", "properties": {"start_datetime": None}}
     assert partition_of(undated).startswith("undated-")
+
+
+def test_iter_items_streams_dicts_from_concurrent_windows():
+    from stacgit.sources.stacapi import iter_items
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        dt = request.url.params.get("datetime", "")
+        month = dt[5:7]
+        if request.url.params.get("limit") == "1":
+            return httpx.Response(200, json={"features": [], "links": []})
+        return httpx.Response(200, json={"features": [feature(f"{month}-{k}") for k in range(3)], "links": []})
+
+    q = ApiQuery(url="http://api", collection="c", datetime="2020-01-01/2020-04-30", method="auto", retries=0)
+    got = sorted(i["id"] for i in iter_items(q, {}, httpx.MockTransport(handler)))
+    assert got == [f"{m:02d}-{k}" for m in range(1, 5) for k in range(3)]
+
+    def broken(request):
+        return httpx.Response(404, text="nope")
+
+    with pytest.raises(FetchError, match="HTTP 404"):
+        list(iter_items(ApiQuery(url="http://api", collection="c", method="GET", retries=0), {}, httpx.MockTransport(broken)))
