@@ -266,33 +266,34 @@ def _write_snapshot(project: Project, coll: CollectionSpec, q: ApiQuery, report:
     report.quarantined = quarantine
     out_dir.mkdir(parents=True, exist_ok=True)
     old = {p.stem: p for p in out_dir.glob("*.ndjson")}
-    old_lines: dict[str, bytes] = {}
-    for p in old.values():
-        for line in p.read_bytes().splitlines():
-            old_lines[orjson.loads(line)["id"]] = line
     partitions: dict[str, dict] = {}
-    new_ids: set[str] = set()
-    for part in sorted(tmp.glob("*.ndjson")):
-        rows: dict[str, bytes] = {}
-        for line in part.read_bytes().splitlines():
-            rows[orjson.loads(line)["id"]] = line  # the same id from two windows: one line
-        data = b"".join(rows[i] + b"\n" for i in sorted(rows))
+    gone: set[str] = set()  # ids that left a partition; memory follows the change, not the snapshot
+    new: set[str] = set()  # ids that entered a partition
+    for name in sorted(set(old) | {p.stem for p in tmp.glob("*.ndjson")}):
+        before = _lines_by_id(old[name]) if name in old else {}
+        rows = _lines_by_id(tmp / f"{name}.ndjson") if (tmp / f"{name}.ndjson").exists() else {}
         for i, line in rows.items():
-            new_ids.add(i)
-            prev = old_lines.get(i)
+            prev = before.get(i)
             if prev is None:
-                report.added += 1
+                if old:  # on a first snapshot everything is new: no need to remember ids
+                    new.add(i)
+                else:
+                    report.added += 1
             elif prev != line:
                 report.changed += 1
+        gone.update(i for i in before if i not in rows)
         report.records += len(rows)
-        target = out_dir / part.name
+        target = out_dir / f"{name}.ndjson"
+        if not rows:
+            target.unlink(missing_ok=True)
+            continue
+        data = b"".join(rows[i] + b"\n" for i in sorted(rows))
         if not target.exists() or target.read_bytes() != data:
             _atomic(target, data)
-        partitions[part.stem] = {"items": len(rows), "sha256": sha256_bytes(data)}
-    report.removed = sum(1 for i in old_lines if i not in new_ids)
-    for name, p in old.items():
-        if name not in partitions:
-            p.unlink()
+        partitions[name] = {"items": len(rows), "sha256": sha256_bytes(data)}
+    moved = gone & new  # an item whose datetime moved it to another month: changed, not added/removed
+    report.added += len(new - moved)
+    report.removed, report.changed = len(gone - moved), report.changed + len(moved)
     meta = {
         "source": {"type": coll.source.type, **q.describe()},
         "method": report.method,
@@ -304,6 +305,11 @@ def _write_snapshot(project: Project, coll: CollectionSpec, q: ApiQuery, report:
     target = out_dir / "snapshot.json"
     if not target.exists() or target.read_bytes() != data:
         _atomic(target, data)
+
+
+def _lines_by_id(path: Path) -> dict[str, bytes]:
+    """A partition file's lines by item id (the same id twice, e.g. from two windows: one line)."""
+    return {orjson.loads(line)["id"]: line for line in path.read_bytes().splitlines()}
 
 
 def _atomic(path: Path, data: bytes) -> None:

@@ -306,3 +306,15 @@ def test_http_json_source_pages_records_and_etags(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_item_moving_to_another_month_counts_as_changed(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    assert snap(repo).exit_code == 0
+    items = make_items(240)
+    items[20]["properties"]["datetime"] = "2020-12-30T00:00:00Z"  # from September to December
+    api.serve(items)
+    c = snap(repo).json["collections"]["remote/c1"]
+    assert (c["added"], c["changed"], c["removed"], c["records"]) == (0, 1, 0, 240)
+    dec = (repo / SNAP / "2020-12.ndjson").read_text()
+    assert '"id":"item-0020"' in dec and '"id":"item-0020"' not in (repo / SNAP / "2020-09.ndjson").read_text()
