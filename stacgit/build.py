@@ -552,8 +552,9 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         con.execute("DELETE FROM patch_failures WHERE catalog=? AND collection=?", coll_key)
         con.executemany("INSERT INTO patch_failures VALUES (?,?,?,?,?,?)", failures)
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp)))
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp), None))
         _save_report(con, options.run_id, f"collection:{coll.key}", report)
+    save_fragment(project, con, cat_id, coll.id)
     for s in gone_shards:
         if cache_files.get(s):
             Path(cache_root, cache_files[s]).unlink(missing_ok=True)
@@ -737,13 +738,14 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
                 con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=?", (cat.id, cid))
         for c in caches:
             (cache_dir(project, cat.id) / c).unlink(missing_ok=True)
+        _fragment_path(project, cat.id, cid).unlink(missing_ok=True)
 
     children = [
         link("child", f"./{c.id}/collection.json", title=c.meta.get("title", c.id)) for c in cat.collections
     ]
     root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, cat.links)
     root_entry = (sha256_bytes(root), len(root))
-    manifest = _manifest(con, cat.id, root_entry)
+    manifest = _manifest(project, con, cat, root_entry)
 
     failures = [
         {"collection": c, "source": s, "location": location(s, loc), "field": f, "reason": r, "item_id": i}
@@ -782,36 +784,64 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
             (cat.id, "catalog.json", "", None, "root", None, root_entry[0], root_entry[1], None),
         )
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=''", (cat.id,))
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?)", (cat.id, "", catalog_input_digest(con, cat), None, None))
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(con, cat), None, None, None))
         _save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
 
 
-def _manifest(con, cat_id: str, root_entry: tuple[str, int]) -> bytes:
-    """``manifest.json``: every output path -> sha256 and size, as ``pretty_json`` would print
-    ``{"catalog", "files", "version"}`` (sorted keys, 2-space indent), written row by row
-    from the state in path order (SQLite's binary order is UTF-8 order, i.e. code point order)."""
-    rows = con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND collection != '' ORDER BY path", (cat_id,))
+_ENTRY = b'\n    %s: {\n      "sha256": "%s",\n      "size": %d\n    },'
+
+
+def _fragment(con, cat_id: str, coll_id: str) -> bytes:
+    """The manifest entries of one collection's outputs, in path order, each ending in ','."""
     dumps = orjson.dumps
-    parts = [b'{\n  "catalog": ', dumps(cat_id), b',\n  "files": {']
-    entry = b'\n    %s: {\n      "sha256": "%s",\n      "size": %d\n    },'
-    pending_root = True
-    for path, sha, size in rows:
-        if pending_root and path > "catalog.json":
-            parts.append(entry % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))
-            pending_root = False
-        parts.append(entry % (dumps(path), sha.encode(), size))
-    if pending_root:
-        parts.append(entry % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))
-    parts[-1] = parts[-1][:-1]  # no comma after the last entry
-    parts.append(b'\n  },\n  "version": 1\n}\n')
-    return b"".join(parts)
+    rows = con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND collection=? ORDER BY path", (cat_id, coll_id))
+    return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
+
+
+def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
+    return project.state_dir / "manifest" / cat_id / f"{coll_id}.part"
+
+
+def save_fragment(project: Project, con, cat_id: str, coll_id: str) -> None:
+    """After a collection's outputs are committed: keep its manifest entries for the catalog
+    task, with their digest in the state (a stale or missing file is regenerated from SQL)."""
+    data = _fragment(con, cat_id, coll_id)
+    path = _fragment_path(project, cat_id, coll_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    con.execute("UPDATE aggregates SET manifest=? WHERE catalog=? AND collection=?", (digest_bytes(data), cat_id, coll_id))
+
+
+def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, int]) -> bytes:
+    """``manifest.json``: every output path -> sha256 and size, as ``pretty_json`` would print
+    ``{"catalog", "files", "version"}`` (sorted keys, 2-space indent). Assembled from the
+    collections' saved fragments (checked against their digests); paths sort as UTF-8 bytes,
+    and every path of a collection starts with ``<id>/``, so fragments sort by that prefix."""
+    saved = dict(con.execute("SELECT collection, manifest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
+    pieces: list[tuple[bytes, bytes]] = [(b"catalog.json", _ENTRY % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))]
+    for c in cat.collections:
+        data = None
+        path = _fragment_path(project, cat.id, c.id)
+        if saved.get(c.id) and path.exists():
+            data = path.read_bytes()
+            if digest_bytes(data) != saved[c.id]:
+                data = None
+        if data is None:
+            data = _fragment(con, cat.id, c.id)
+        pieces.append(((c.id + "/").encode(), data))
+    pieces.sort(key=lambda p: p[0])
+    body = b"".join(p[1] for p in pieces)[:-1]  # no comma after the last entry
+    return b'{\n  "catalog": ' + orjson.dumps(cat.id) + b',\n  "files": {' + body + b'\n  },\n  "version": 1\n}\n'
 
 
 def remove_catalog_output(project: Project, catalog_id: str) -> None:
     """Forget a catalog entirely: its build directory, cache and state."""
     shutil.rmtree(project.build_dir / catalog_id, ignore_errors=True)
     shutil.rmtree(cache_dir(project, catalog_id), ignore_errors=True)
+    shutil.rmtree(project.state_dir / "manifest" / catalog_id, ignore_errors=True)
     st.drop_catalog(st.connect(project.state_dir), catalog_id)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from stacgit.errors import StacgitError
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS outputs (
 CREATE INDEX IF NOT EXISTS outputs_by_collection ON outputs (catalog, collection, item_id);
 CREATE TABLE IF NOT EXISTS pending (catalog TEXT, collection TEXT, path TEXT);
 CREATE TABLE IF NOT EXISTS aggregates (
-  catalog TEXT, collection TEXT, input_digest TEXT, structure TEXT, patches TEXT, PRIMARY KEY (catalog, collection));
+  catalog TEXT, collection TEXT, input_digest TEXT, structure TEXT, patches TEXT, manifest TEXT, PRIMARY KEY (catalog, collection));
 CREATE TABLE IF NOT EXISTS patch_evals (
   catalog TEXT, collection TEXT, patch_key TEXT, digest TEXT, PRIMARY KEY (catalog, collection, patch_key));
 CREATE TABLE IF NOT EXISTS patch_matches (

@@ -48,20 +48,34 @@ def test_fresh_write_never_clobbers_silently(tmp_path):
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_manifest_rows_equal_pretty_json_of_the_dict(tmp_path):
-    """The manifest is written row by row; it must equal pretty_json of the same dict."""
+def test_manifest_from_fragments_equals_pretty_json_of_the_dict(tmp_path):
+    """The manifest is assembled from per-collection fragments; it must equal pretty_json of
+    the same dict, also when a fragment file is stale or missing."""
     import random
+    from types import SimpleNamespace
 
     from stacgit import state as st
-    from stacgit.build import _manifest
+    from stacgit.build import _manifest, save_fragment
 
     con = st.connect(tmp_path)
+    project = SimpleNamespace(state_dir=tmp_path)
+    colls = ["a", "a-b", "b", "Z", "日本", "c~1"]
+    names = ["x.json", "é/é.json", "q\"q/1.json", "%20.json", "zz/catalog.json"]
     rng = random.Random(3)
-    names = ["a/x.json", "b/é.json", "c/ü/ü.json", "Z/up.json", "cat/z.json", "catalog.jsonx", "ab\"q/1.json", "日本/a.json", "c~1/%20.json"]
-    rows = [("t", n, "coll", None, "item", None, f"{rng.getrandbits(256):064x}", rng.randrange(10**6), None) for n in names]
+    rows = [("t", f"{c}/{n}", c, None, "item", None, f"{rng.getrandbits(256):064x}", rng.randrange(10**6), None) for c in colls for n in names]
     con.executemany("INSERT INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", rows)
+    con.executemany("INSERT INTO aggregates VALUES (?,?,?,?,?,?)", [("t", c, "d", None, None, None) for c in colls])
+    cat = SimpleNamespace(id="t", collections=[SimpleNamespace(id=c) for c in colls])
     root = ("f" * 64, 123)
     files = {r[1]: {"sha256": r[6], "size": r[7]} for r in rows}
     files["catalog.json"] = {"sha256": root[0], "size": root[1]}
-    assert _manifest(con, "t", root) == pretty_json({"catalog": "t", "files": files, "version": 1})
-    assert _manifest(con, "empty", root) == pretty_json({"catalog": "empty", "files": {"catalog.json": {"sha256": root[0], "size": root[1]}}, "version": 1})
+    want = pretty_json({"catalog": "t", "files": files, "version": 1})
+    assert _manifest(project, con, cat, root) == want  # no fragments saved yet: from SQL
+    for c in colls:
+        save_fragment(project, con, "t", c)
+    assert _manifest(project, con, cat, root) == want
+    (tmp_path / "manifest" / "t" / "b.part").write_bytes(b"stale")
+    (tmp_path / "manifest" / "t" / "a.part").unlink()
+    assert _manifest(project, con, cat, root) == want
+    empty = SimpleNamespace(id="e", collections=[])
+    assert _manifest(project, con, empty, root) == pretty_json({"catalog": "e", "files": {"catalog.json": {"sha256": root[0], "size": root[1]}}, "version": 1})
