@@ -795,7 +795,11 @@ _ENTRY = b'\n    %s: {\n      "sha256": "%s",\n      "size": %d\n    },'
 def _fragment(con, cat_id: str, coll_id: str) -> bytes:
     """The manifest entries of one collection's outputs, in path order, each ending in ','."""
     dumps = orjson.dumps
-    rows = con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND collection=? ORDER BY path", (cat_id, coll_id))
+    # every path of the collection starts with "<id>/": a range of the (catalog, path) key, in order
+    rows = con.execute(
+        "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ? AND collection=? ORDER BY path",
+        (cat_id, coll_id + "/", coll_id + "0", coll_id),
+    )
     return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
 
 
@@ -803,16 +807,18 @@ def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
     return project.state_dir / "manifest" / cat_id / f"{coll_id}.part"
 
 
-def save_fragment(project: Project, con, cat_id: str, coll_id: str) -> None:
+def save_fragment(project: Project, con, cat_id: str, coll_id: str, data: bytes | None = None) -> bytes:
     """After a collection's outputs are committed: keep its manifest entries for the catalog
     task, with their digest in the state (a stale or missing file is regenerated from SQL)."""
-    data = _fragment(con, cat_id, coll_id)
+    if data is None:
+        data = _fragment(con, cat_id, coll_id)
     path = _fragment_path(project, cat_id, coll_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
     con.execute("UPDATE aggregates SET manifest=? WHERE catalog=? AND collection=?", (digest_bytes(data), cat_id, coll_id))
+    return data
 
 
 def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, int]) -> bytes:
@@ -830,7 +836,7 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
             if digest_bytes(data) != saved[c.id]:
                 data = None
         if data is None:
-            data = _fragment(con, cat.id, c.id)
+            data = save_fragment(project, con, cat.id, c.id, _fragment(con, cat.id, c.id)) if c.id in saved else _fragment(con, cat.id, c.id)
         pieces.append(((c.id + "/").encode(), data))
     pieces.sort(key=lambda p: p[0])
     body = b"".join(p[1] for p in pieces)[:-1]  # no comma after the last entry
