@@ -171,8 +171,7 @@ def check_patches(project: Project, files: list[Path] | None = None, sample: int
                         if rep is not None:
                             rep["deleted"] += 1
                         continue
-                    before = orjson.loads(orjson.dumps(doc))
-                    try:
+                    try:  # on a copy: doc stays the item before this patch
                         after = p.apply(orjson.loads(orjson.dumps(doc)))
                     except PatchFailed as exc:
                         if rep is not None:
@@ -180,7 +179,7 @@ def check_patches(project: Project, files: list[Path] | None = None, sample: int
                         continue
                     docs[item_id] = after
                     if rep is not None and len(rep["changes"]) < sample:
-                        rep["changes"].append({"item_id": item_id, "patch": jsonpatch.make_patch(before, after).patch})
+                        rep["changes"].append({"item_id": item_id, "patch": jsonpatch.make_patch(doc, after).patch})
         finally:
             reader.close()
     for key, rep in report.items():

@@ -127,16 +127,14 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     for stray in glob.glob(str(cdir / f"{key}-*.bin")):
         if stray != old_cache_path:
             os.unlink(stray)
-    usable = bool(prior_row and prior_row[0] == config_digest and old_cache_path and os.path.exists(old_cache_path))
-    append = usable  # same mapping: unchanged records keep their rows and cached bodies
+    # same mapping: unchanged records keep their rows and cached bodies, new ones are appended
+    append = bool(prior_row and prior_row[0] == config_digest and old_cache_path and os.path.exists(old_cache_path))
     prior: dict[str, tuple] = {}
     if append:
         for rdig, item_id, ln in con.execute(
             "SELECT record_digest, item_id, cache_len FROM records WHERE catalog=? AND collection=? AND shard=?", where
         ):
             prior[rdig] = (item_id, ln)
-
-    if append:
         cache_name = prior_row[1]
         cache_path = Path(old_cache_path)
         cache_mode = "ab"
@@ -676,9 +674,7 @@ def _extent_of(details: dict, applied: Applied, placement: dict, absent: set[str
         end = e0 if end is None or e0 > end else end
         if w is not None:
             box = [w, s, e, n] if box is None else [min(box[0], w), min(box[1], s), max(box[2], e), max(box[3], n)]
-    if start is None:
-        return {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[None, None]]}}
-    return {"spatial": {"bbox": [box or [-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[display_datetime(start), display_datetime(end)]]}}
+    return _extent_doc(start, end, box)
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -708,10 +704,14 @@ def _extent(con, coll_key: tuple[str, str]) -> dict:
         "SELECT MIN(start), MAX(end), MIN(w), MIN(s), MAX(e), MAX(n), COUNT(*) FROM records WHERE catalog=? AND collection=?",
         coll_key,
     ).fetchone()
-    if not count:
+    return _extent_doc(start if count else None, end, [w, s, e, n] if w is not None else None)
+
+
+def _extent_doc(start: str | None, end: str | None, bbox: list | None) -> dict:
+    """A collection extent from sortable start/end times and a box (None: no items / no box)."""
+    if start is None:
         return {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[None, None]]}}
-    bbox = [w, s, e, n] if w is not None else [-180.0, -90.0, 180.0, 90.0]
-    return {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [[display_datetime(start), display_datetime(end)]]}}
+    return {"spatial": {"bbox": [bbox or [-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[display_datetime(start), display_datetime(end)]]}}
 
 
 # --------------------------------------------------------------------------- catalog root

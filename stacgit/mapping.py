@@ -31,6 +31,7 @@ import orjson
 from stacgit import _spec as S
 from stacgit._yaml import KeyPath, Located, load_yaml
 from stacgit.errors import ConfigError, MappingError
+from stacgit.geo import coords_bbox
 from stacgit.hashing import digest_obj
 
 STAC_VERSION = "1.1.0"
@@ -117,6 +118,17 @@ def sortable_datetime(text: str) -> str:
         head, frac = text[:-1].split(".")
         return f"{head}.{frac:0<6}Z"
     return text[:-1] + ".000000Z"
+
+
+def parse_rfc3339(text: str, default_tz=None) -> datetime:
+    """An ISO 8601 / RFC 3339 date-time as an aware UTC datetime. A time without zone gets
+    ``default_tz``, or is a ValueError (never silently UTC)."""
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        if default_tz is None:
+            raise ValueError(f"{text!r} has no time zone")
+        dt = dt.replace(tzinfo=default_tz)
+    return dt.astimezone(timezone.utc)
 
 
 def _parse_datetime(value: Any, formats: tuple[str, ...], tz: ZoneInfo | None) -> datetime:
@@ -445,30 +457,6 @@ def compile_value(
 # --------------------------------------------------------------------------- geometry
 
 
-def _coords_bbox(geom: dict) -> list[float]:
-    xs: list[float] = []
-    ys: list[float] = []
-
-    def walk(c: Any) -> None:
-        if c and isinstance(c[0], (int, float)):
-            xs.append(c[0])
-            ys.append(c[1])
-        else:
-            for sub in c:
-                walk(sub)
-
-    if geom["type"] == "GeometryCollection":
-        for g in geom["geometries"]:
-            b = _coords_bbox(g)
-            xs.extend((b[0], b[2]))
-            ys.extend((b[1], b[3]))
-    else:
-        walk(geom["coordinates"])
-    if not xs:
-        raise ValueError("geometry has no coordinates")
-    return [min(xs), min(ys), max(xs), max(ys)]
-
-
 def _check_lonlat(x: float, y: float) -> None:
     if not (-180 <= x <= 180 and -90 <= y <= 90):
         raise ValueError(f"coordinate ({x}, {y}) is outside WGS84 longitude/latitude")
@@ -735,7 +723,7 @@ def compile_mapping(doc: Located) -> MappingSpec:
             bbox = get_bbox(record, ctx)
         if bbox is None and geometry is not None:
             try:
-                bbox = _coords_bbox(geometry)
+                bbox = coords_bbox(geometry)
             except (ValueError, TypeError, IndexError, KeyError) as exc:
                 raise MappingError("geometry", f"invalid coordinates: {exc}") from None
         item_assets = {}

@@ -20,13 +20,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import orjson
 
 from stacgit import state as st
 from stacgit.gitinfo import UNCOMMITTED
 from stacgit.hashing import digest_obj, pretty_json
+from stacgit.mapping import format_datetime, parse_rfc3339, sortable_datetime
 from stacgit.patches import Patch, PatchFailed
 
 _MOVING = ("/geometry", "/bbox", "/properties/datetime", "/properties/start_datetime", "/properties/end_datetime")
@@ -113,7 +113,7 @@ def _select_cql2(con, key: tuple[str, str], patches: list[Patch], items: dict[st
 
     def evaluate(item_ids, plist):
         for i in item_ids:
-            shard, _, off, ln = items[i][0], items[i][1], items[i][2], items[i][3]
+            shard, _, off, ln = items[i]
             body = orjson.loads(reader.read(shard, off, ln))
             for p in plist:
                 if p.ids is not None and i not in p.ids:
@@ -180,7 +180,8 @@ def apply_patches(
         out.chains[item_id] = chain
         out.digests[item_id] = digest
         shard, body_digest, off, ln = items[item_id]
-        if not (needs_body(item_id, body_digest, digest) or any(moves_item(p) for p in chain)):
+        moving = any(moves_item(p) for p in chain)
+        if not (needs_body(item_id, body_digest, digest) or moving):
             for p in chain:
                 out.stats[p.key]["patched"] += 1
             continue
@@ -202,7 +203,7 @@ def apply_patches(
         if isinstance(props, dict):
             props["updated"] = updated_time(chain, times, now)
         out.bodies[item_id] = pretty_json(doc)
-        if any(moves_item(p) for p in chain):
+        if moving:
             where = _time_and_bbox(doc)
             if isinstance(where, str):  # a patch that breaks the datetime or bbox has failed
                 p = next(p for p in chain if moves_item(p))
@@ -217,10 +218,7 @@ def apply_patches(
 def _sortable(value) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{value!r} is not a datetime string")
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone")
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return sortable_datetime(format_datetime(parse_rfc3339(value)))
 
 
 def _time_and_bbox(doc: dict) -> tuple | str:

@@ -148,8 +148,9 @@ def collection_reason(project: Project, coll: CollectionSpec, shards: list[str])
     row = con.execute("SELECT input_digest, patches FROM aggregates WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
     if row is None:
         return Reason.NEW
-    if row[0] != collection_input_digest(con, coll, shards, patch_fingerprint(project, coll)):
-        if row[1] != digest_obj(patch_fingerprint(project, coll)):
+    patches = patch_fingerprint(project, coll)
+    if row[0] != collection_input_digest(con, coll, shards, patches):
+        if row[1] != digest_obj(patches):
             return Reason.PATCH_CHANGED
         return Reason.SOURCE_CHANGED
     if con.execute("SELECT 1 FROM pending WHERE catalog=? AND collection=? LIMIT 1", (coll.catalog_id, coll.id)).fetchone():

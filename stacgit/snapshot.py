@@ -23,7 +23,7 @@ import hashlib
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -31,6 +31,7 @@ import orjson
 
 from stacgit.errors import ConfigError, SourceError
 from stacgit.hashing import canonical_json, digest_obj, pretty_json, sha256_bytes
+from stacgit.mapping import format_datetime, parse_rfc3339
 from stacgit.project import CollectionSpec, Project, check_id
 from stacgit.sources.stacapi import ApiQuery, FetchError, Http, Window, WindowTooBig, fetch_window, probe_method, split_windows
 
@@ -98,16 +99,9 @@ def _normal_time(value):
     if not isinstance(value, str):
         return value
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        return format_datetime(parse_rfc3339(value, default_tz=timezone.utc))
     except ValueError:
         return value
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        text += ("." + f"{dt.microsecond:06d}").rstrip("0")
-    return text + "Z"
 
 
 def _number(value):
@@ -250,9 +244,9 @@ def _write_snapshot(project: Project, coll: CollectionSpec, q: ApiQuery, report:
         for wfile in sorted(ck.glob("*.ndjson")):
             with open(wfile, "rb") as f:
                 for line in f:
-                    item, why = normalise(orjson.loads(line), q.numeric)
+                    raw = orjson.loads(line)
+                    item, why = normalise(raw, q.numeric)
                     if item is None:
-                        raw = orjson.loads(line)
                         quarantine.append({"id": raw.get("id") if isinstance(raw, dict) else None, "reason": why})
                         continue
                     name = partition_of(item)
@@ -288,8 +282,7 @@ def _write_snapshot(project: Project, coll: CollectionSpec, q: ApiQuery, report:
             target.unlink(missing_ok=True)
             continue
         data = b"".join(rows[i] + b"\n" for i in sorted(rows))
-        if not target.exists() or target.read_bytes() != data:
-            _atomic(target, data)
+        _write_if_changed(target, data)
         partitions[name] = {"items": len(rows), "sha256": sha256_bytes(data)}
     moved = gone & new  # an item whose datetime moved it to another month: changed, not added/removed
     report.added += len(new - moved)
@@ -303,8 +296,7 @@ def _write_snapshot(project: Project, coll: CollectionSpec, q: ApiQuery, report:
     }
     data = pretty_json(meta)
     target = out_dir / "snapshot.json"
-    if not target.exists() or target.read_bytes() != data:
-        _atomic(target, data)
+    _write_if_changed(target, data)
 
 
 def _lines_by_id(path: Path) -> dict[str, bytes]:
@@ -312,7 +304,10 @@ def _lines_by_id(path: Path) -> dict[str, bytes]:
     return {orjson.loads(line)["id"]: line for line in path.read_bytes().splitlines()}
 
 
-def _atomic(path: Path, data: bytes) -> None:
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write atomically, and only when the bytes differ: an unchanged snapshot keeps its files."""
+    if path.exists() and path.read_bytes() == data:
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -403,8 +398,7 @@ async def snapshot_http_json(project: Project, coll: CollectionSpec, env: dict, 
             report.changed += prev is not None and prev != line
         report.records += len(rows)
         target = out_dir / f"{part}.ndjson"
-        if not target.exists() or target.read_bytes() != data:
-            _atomic(target, data)
+        _write_if_changed(target, data)
         partitions[part] = {"items": len(rows), "sha256": sha256_bytes(data)}
     new_keys = {k for rows in by_part.values() for k in rows}
     report.removed = sum(1 for k in old_lines if k not in new_keys)
@@ -420,7 +414,6 @@ async def snapshot_http_json(project: Project, coll: CollectionSpec, env: dict, 
     meta["source"].pop("window", None)
     data = pretty_json(meta)
     target = out_dir / "snapshot.json"
-    if not target.exists() or target.read_bytes() != data:
-        _atomic(target, data)
+    _write_if_changed(target, data)
     (ck.parent / "report.json").unlink(missing_ok=True)
     return report

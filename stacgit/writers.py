@@ -106,21 +106,17 @@ def structural_links(path: str, root: str, parent: str, collection: str | None =
     return links
 
 
-def render_item(body: dict, path: str, root: str, parent: str, collection: str) -> bytes:
-    """Add root/parent/collection links (before the mapping's own links) and serialise."""
-    body["links"] = structural_links(path, root, parent, collection) + body.get("links", [])
-    return pretty_json(body)
-
-
 _LINKS_KEY = b'\n  "links": ['
 
 
 def splice_links(pretty_body: bytes, path: str, root: str, parent: str, collection: str) -> bytes:
-    """``render_item`` on the pretty-printed body, without parsing it again.
+    """An item file: root/parent/collection links put before the mapping's own links of the
+    pretty-printed body, without parsing it again.
 
     In key-sorted, 2-space-indented JSON the top-level ``links`` key is the only line that
     starts with exactly two spaces and ``"links": [`` (a string value cannot hold a raw newline),
-    so the structural links are inserted right after it; the bytes equal ``render_item``'s.
+    so the structural links are inserted right after it; the bytes equal ``pretty_json`` of the
+    body with ``structural_links(...) + links``.
     """
     at = pretty_body.find(_LINKS_KEY)
     if at < 0:

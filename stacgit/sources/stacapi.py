@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from stacgit.errors import SourceError
+from stacgit.geo import coords_bbox
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _USER_AGENT = "stacgit (+https://github.com/stacgit)"
@@ -75,7 +76,7 @@ class ApiQuery:
         if q.profile == "cmr":  # CMR-STAC: capped pages, GET + cursor next links, bbox not polygons
             q = _replace(q, page_size=min(q.page_size, 2000), method="GET" if q.method == "auto" else q.method)
             if q.intersects is not None and q.bbox is None:
-                q = _replace(q, bbox=_bbox_of(q.intersects), intersects=None)
+                q = _replace(q, bbox=tuple(coords_bbox(q.intersects)), intersects=None)
         return q
 
     def describe(self) -> dict:
@@ -91,22 +92,6 @@ class ApiQuery:
 
 def _replace(q: ApiQuery, **kw) -> ApiQuery:
     return ApiQuery(**{**q.__dict__, **kw})
-
-
-def _bbox_of(geom: dict) -> tuple[float, float, float, float]:
-    xs: list[float] = []
-    ys: list[float] = []
-
-    def walk(c):
-        if c and isinstance(c[0], (int, float)):
-            xs.append(c[0])
-            ys.append(c[1])
-        else:
-            for x in c:
-                walk(x)
-
-    walk(geom["coordinates"])
-    return (min(xs), min(ys), max(xs), max(ys))
 
 
 class FetchError(SourceError):
