@@ -33,8 +33,10 @@ from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
-from stacgit.plan import catalog_input_digest, collection_input_digest, get_mapping, patch_fingerprint
+from stacgit.extensions import apply_to_collection
+from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
+from stacgit.verdicts import validate_catalog
 from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, splice_links
 
@@ -48,6 +50,7 @@ class BuildOptions:
     run_id: str = ""
     jobs: int = 1
     now: str = ""  # RFC 3339 time of this build: `updated` of items changed by uncommitted patches
+    validate: bool = True  # validate what the build wrote (see stacgit.verdicts)
 
 
 def location(shard: str, loc: str) -> str:
@@ -356,7 +359,9 @@ def _node_doc(coll: CollectionSpec, node, extent: dict, absent: set[str] = froze
     else:
         children = [link("item", "./" + coll.layout.item_path.format(id=i), "application/geo+json") for i in node.items if i not in absent]
     if not node.segments:
-        return render_collection(coll.id, coll.meta, path, "catalog.json", extent, children)
+        uses = extension_uses(coll)
+        transform = (lambda doc: apply_to_collection(doc, uses)) if uses else None
+        return render_collection(coll.id, coll.meta, path, "catalog.json", extent, children, transform)
     return render_catalog(
         f"{coll.id}-{'-'.join(node.segments)}",
         node.title,
@@ -784,7 +789,12 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
             (cat.id, "catalog.json", "", None, "root", None, root_entry[0], root_entry[1], None),
         )
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=''", (cat.id,))
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(con, cat), None, None, None))
+    if options.validate:
+        counts, run = validate_catalog(project, con, cat, options.jobs)
+        report["validation"] = counts
+        report["validation_report"] = run.to_json()
+    with st.Transaction(con):
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(project, con, cat, options.validate), None, None, None))
         _save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
 

@@ -38,12 +38,19 @@ def cli() -> None:
 @click.option("--only", multiple=True, metavar="ID", help="Build only this catalog, collection or item id (repeatable).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel processes (default: CPU count).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int | None, as_json: bool) -> None:
-    """Build the catalogs incrementally into build/<catalog>/."""
+@click.option("--no-validate", "no_validate", is_flag=True, help="Skip validating what the build wrote (stacgit validate catches up later).")
+@click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Schema directory (<host>/<path> layout), searched before STACGIT_SCHEMA_DIR.")
+def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int | None, as_json: bool, no_validate: bool, schema_dirs: tuple[str, ...]) -> None:
+    """Build the catalogs incrementally into build/<catalog>/, validating what it wrote.
+
+    Invalid documents fail the build (exit 1) but stay written; with --strict, documents whose
+    schema is unavailable fail it too."""
+    from stacgit.checking import add_schema_dirs
     from stacgit.runner import format_summary, run_build
 
     try:
-        summary = run_build(_project(repo), strict=strict, full=full, only=only, jobs=jobs, progress=not as_json)
+        add_schema_dirs(schema_dirs)
+        summary = run_build(_project(repo), strict=strict, full=full, only=only, jobs=jobs, progress=not as_json, validate=not no_validate)
     except StacgitError as exc:
         _fail(exc)
     if as_json:
@@ -275,6 +282,61 @@ def patch_ls(repo: str, as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['patch']}  {r['target']}  {r['select']}  {r['action']}  committed {r['committed']}")
         click.echo(f"    {r['description']}  (matched {r['matched']}, patched {r['patched']}, deleted {r['deleted']}, failed {r['failed']})")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1)
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--strict", is_flag=True, help="Schema unavailable and lint warnings fail too.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Schema directory (<host>/<path> layout).")
+@click.option("--offline", is_flag=True, envvar="STACGIT_OFFLINE", help="Never download schemas (files and directories only; built catalogs never do).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel processes (default: CPU count).")
+def validate(targets: tuple[str, ...], repo: str, strict: bool, as_json: bool, schema_dirs: tuple[str, ...], offline: bool, jobs: int | None) -> None:
+    """Validate built catalogs (default: all; or CATALOG ids) or any STAC JSON/NDJSON files and
+    directories: core + declared extensions + custom schemas, extension checks and lint."""
+    from stacgit.checking import add_schema_dirs, format_report, run_validate
+    from stacgit.runner import default_jobs
+
+    try:
+        add_schema_dirs(schema_dirs)
+        report = run_validate(targets, repo, online=not offline, jobs=jobs or default_jobs())
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        click.echo(format_report(report))
+    sys.exit(0 if report.ok(strict) else 1)
+
+
+@cli.group()
+def schemas() -> None:
+    """Schemas the catalogs validate against."""
+
+
+@schemas.command(name="pull")
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Copy from this schema directory too.")
+@click.option("--offline", is_flag=True, help="Copy only from schema directories and the cache.")
+@click.option("--json", "as_json", is_flag=True)
+def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, as_json: bool) -> None:
+    """Copy every schema the catalogs reference (with nested $refs) into schemas/ and write
+    schemas/schemas.lock.json, so CI validates offline against pinned files."""
+    from stacgit.checking import add_schema_dirs, pull_schemas
+
+    try:
+        add_schema_dirs(schema_dirs)
+        result = pull_schemas(_project(repo), online=not offline)
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"{len(result['referenced'])} schemas referenced; {len(result['written'])} written, {result['pinned']} pinned in {result['dest']}")
+        for f in result["failed"]:
+            click.echo(f"error: {f['url']}: {f['why']}", err=True)
+    sys.exit(1 if result["failed"] else 0)
 
 
 def main() -> None:

@@ -15,23 +15,39 @@ from enum import Enum
 from stacgit import state as st
 from stacgit.gitinfo import commit_times
 from stacgit.hashing import digest_file, digest_obj, sha256_file
+from stacgit.extensions import ExtensionUse, compile_uses, with_extensions
 from stacgit.mapping import PASSTHROUGH, MappingSpec, load_mapping
 from stacgit.project import CatalogSpec, CollectionSpec, Project
+from stacgit.verdicts import validation_digest
 
 _MAPPINGS: dict[tuple[str, int, int], MappingSpec] = {}
+_USES: dict[tuple[str, str], list[ExtensionUse]] = {}
 
 
 def get_mapping(project: Project, coll: CollectionSpec) -> MappingSpec:
-    """Load (once per process and file version) the mapping of a collection."""
+    """Load (once per process and file version) the mapping of a collection, with the
+    collection's extensions applied to every item it renders."""
     if coll.mapping_path is None:
-        return PASSTHROUGH
-    path = project.root / coll.mapping_path
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    spec = _MAPPINGS.get(key)
-    if spec is None:
-        spec = _MAPPINGS[key] = load_mapping(path, coll.mapping_path)
-    return spec
+        spec = PASSTHROUGH
+    else:
+        path = project.root / coll.mapping_path
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        spec = _MAPPINGS.get(key)
+        if spec is None:
+            spec = _MAPPINGS[key] = load_mapping(path, coll.mapping_path)
+    return with_extensions(spec, extension_uses(coll))
+
+
+def extension_uses(coll: CollectionSpec) -> list[ExtensionUse]:
+    """The collection's ``extensions:`` entries, checked and compiled (once per process)."""
+    if not coll.extensions:
+        return []
+    key = (coll.key, digest_obj(list(coll.extensions)))
+    uses = _USES.get(key)
+    if uses is None:
+        uses = _USES[key] = compile_uses(coll.source_doc, list(coll.extensions), coll.extensions_keypath)
+    return uses
 
 
 def patch_fingerprint(project: Project, coll: CollectionSpec) -> list:
@@ -56,11 +72,14 @@ def collection_input_digest(con, coll: CollectionSpec, shards: list[str], patche
     return digest_obj([coll.aggregate_digest(), [(s, rows[s]) for s in shards], patches])
 
 
-def catalog_input_digest(con, cat: CatalogSpec) -> str | None:
+def catalog_input_digest(project: Project, con, cat: CatalogSpec, validate: bool = True) -> str | None:
+    """Fingerprint of the catalog task's inputs: its collections and, when the build validates,
+    the content of the schemas its documents were validated against."""
     rows = dict(con.execute("SELECT collection, input_digest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
     if any(c.id not in rows or rows[c.id] is None for c in cat.collections):
         return None
-    return digest_obj([cat.root_digest(), [(c.id, rows[c.id]) for c in cat.collections]])
+    checks = validation_digest(project, con, cat) if validate else "not validated"
+    return digest_obj([cat.root_digest(), [(c.id, rows[c.id]) for c in cat.collections], checks])
 
 
 
@@ -158,12 +177,12 @@ def collection_reason(project: Project, coll: CollectionSpec, shards: list[str])
     return _output_reason(project, coll.catalog_id, f"{coll.id}/collection.json")
 
 
-def catalog_reason(project: Project, cat: CatalogSpec) -> Reason | None:
+def catalog_reason(project: Project, cat: CatalogSpec, validate: bool = True) -> Reason | None:
     con = st.connect(project.state_dir)
     row = con.execute("SELECT input_digest FROM aggregates WHERE catalog=? AND collection=''", (cat.id,)).fetchone()
     if row is None:
         return Reason.NEW
-    if row[0] is None or row[0] != catalog_input_digest(con, cat):
+    if row[0] is None or row[0] != catalog_input_digest(project, con, cat, validate):
         return Reason.CONFIG_CHANGED
     reason = _output_reason(project, cat.id, "catalog.json")
     if reason is None and not (project.build_dir / cat.id / "manifest.json").exists():

@@ -93,6 +93,8 @@ _COLLECTION = S.obj(
         "layout": _LAYOUT,
         "extra_fields": S.mapping(S.ANY),
         "links": S.lst(_LINK),
+        "extensions": S.lst(S.obj({"name": S.STR, "config": S.mapping(S.ANY)}, required=("name",))),
+        "validate": S.obj({"schemas": S.lst(S.STR)}),
     },
     required=("id", "description", "source"),
 )
@@ -160,6 +162,9 @@ class CollectionSpec:
     defaults: dict
     layout: LayoutSpec
     index: int  # position in catalog.yaml (for error messages)
+    extensions: tuple[dict, ...] = ()  # raw ``extensions:`` entries (compiled by stacgit.extensions)
+    validate_schemas: tuple[str, ...] = ()  # extra schema URLs or repo-relative paths
+    source_doc: Located | None = field(default=None, compare=False, repr=False)  # catalog.yaml, for error lines
 
     @property
     def key(self) -> str:
@@ -171,7 +176,11 @@ class CollectionSpec:
 
     def aggregate_digest(self) -> str:
         """Everything besides item bodies that decides the collection's outputs."""
-        return digest_obj([FORMAT_VERSION, self.meta, self.layout.__dict__])
+        return digest_obj([FORMAT_VERSION, self.meta, self.layout.__dict__, list(self.extensions)])
+
+    @property
+    def extensions_keypath(self) -> tuple:
+        return ("collections", self.index, "extensions")
 
 
 @dataclass(frozen=True)
@@ -260,6 +269,22 @@ def _links(doc: Located, raw: Any) -> tuple[dict, ...]:
     return tuple(raw)
 
 
+def _schema_refs(root: Path, doc: Located, refs: list[str], kp: tuple) -> list[str]:
+    """Custom schemas: http(s) URLs as given, files as repo-relative posix paths that exist."""
+    out = []
+    for i, ref in enumerate(refs):
+        if ref.startswith(("https://", "http://")):
+            out.append(ref)
+            continue
+        rel = PurePosixPath(ref)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise S.fail(doc, kp + (i,), "must be an http(s) URL or a path relative to the repository root")
+        if not (root / rel).is_file():
+            raise S.fail(doc, kp + (i,), f"schema file {rel} does not exist")
+        out.append(rel.as_posix())
+    return out
+
+
 def _pattern_ok(doc: Located, pattern: str, kp: tuple) -> str:
     p = PurePosixPath(pattern)
     if p.is_absolute() or re.match(r"^[A-Za-z]:", pattern) or ".." in p.parts:
@@ -316,6 +341,9 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 defaults=dict(c.get("defaults") or {}),
                 layout=_layout(doc, c.get("layout"), base_layout, kp + ("layout",)),
                 index=i,
+                extensions=tuple(c.get("extensions") or ()),
+                validate_schemas=tuple(_schema_refs(root, doc, (c.get("validate") or {}).get("schemas") or [], kp + ("validate", "schemas"))),
+                source_doc=doc,
             )
         )
     meta = {"description": data["description"]}

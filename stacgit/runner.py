@@ -27,6 +27,7 @@ from stacgit import gitinfo, plan
 from stacgit import state as st
 from stacgit.errors import ConfigError, PlanError, StacgitError
 from stacgit.project import Project
+from stacgit.validate import DocResult, Report
 
 _LOCK: dict[str, int] = {}
 _RUN: dict[str, object] = {}
@@ -126,8 +127,8 @@ def _collection_fresh(project: Project, coll, shards: list[str]) -> bool:
     return plan.collection_reason(project, coll, shards) is None
 
 
-def _catalog_fresh(project: Project, cat) -> bool:
-    return plan.catalog_reason(project, cat) is None
+def _catalog_fresh(project: Project, cat, validate: bool = True) -> bool:
+    return plan.catalog_reason(project, cat, validate) is None
 
 
 # --------------------------------------------------------------------------- task generation
@@ -221,7 +222,7 @@ def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection |
             "name": cat.id,
             "actions": [(run_catalog, [root, cat.id, opts])],
             "task_dep": coll_tasks,
-            "uptodate": [(_catalog_fresh, [project, cat])],
+            "uptodate": [(_catalog_fresh, [project, cat, options.validate])],
             "doc": f"write catalog.json and manifest.json of {cat.id}",
         }
     yield {"basename": "build", "name": None, "doc": "build every catalog", "task_dep": catalog_tasks}
@@ -356,7 +357,7 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def run_build(project: Project, *, strict: bool = False, full: bool = False, only: tuple[str, ...] = (), jobs: int | None = None, progress: bool = True) -> dict:
+def run_build(project: Project, *, strict: bool = False, full: bool = False, only: tuple[str, ...] = (), jobs: int | None = None, progress: bool = True, validate: bool = True) -> dict:
     """Build (incrementally) and return the summary. The same tasks ``doit build`` runs."""
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
@@ -379,7 +380,7 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         _prepare(project)
         run_id = uuid.uuid4().hex
         gitinfo.clear_cache()
-        options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=_now())
+        options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=_now(), validate=validate)
         tasks = list(iter_tasks(project, options, selection))  # raises ConfigError early
 
         def task_build():
@@ -406,6 +407,11 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
             first = summary["failed_records"][0]
             message = b.failure_message(first["location"], first["field"], first["reason"], summary["items"]["failed"] - 1)
             summary["errors"].append({"unit": "strict", "message": message})
+        v = summary["validation"]
+        if v["invalid"]:
+            summary["errors"].append({"unit": "validate", "message": f"{v['invalid']} built documents are not valid STAC (outputs kept; `stacgit validate` lists them all)"})
+        if strict and v["schema_unavailable"]:
+            summary["errors"].append({"unit": "validate", "message": f"{v['schema_unavailable']} documents could not be checked: schema unavailable (--strict)"})
         if code not in (0, 1) and not summary["errors"]:
             summary["errors"].append({"unit": "doit", "message": f"doit exited with code {code}"})
         return summary
@@ -454,6 +460,7 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     ]
     patches, warnings = _patch_audit(project, con)
     errors += [{"unit": "patch", "message": m} for m in patches.pop("__errors__")]
+    validation = _validation_summary(con, run_id)
     return {
         "items": {
             "written": totals["written"],
@@ -466,8 +473,36 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         "files_deleted": files_deleted,
         "failed_records": failed_records,
         "patches": patches,
+        "validation": validation,
         "warnings": warnings,
         "errors": errors,
+    }
+
+
+def _validation_summary(con, run_id: str) -> dict:
+    """Counts over every built document's stored verdict, what this run validated, and the
+    error groups of the documents that are not valid (largest first, 5 of them)."""
+    totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts GROUP BY status").fetchall())
+    validated = warnings = 0
+    for (data,) in con.execute("SELECT data FROM reports WHERE run_id=? AND unit LIKE 'catalog:%'", (run_id,)):
+        rep = orjson.loads(data)
+        validated += rep.get("validation", {}).get("validated", 0)
+        warnings += sum(g["count"] for g in rep.get("validation_report", {}).get("warnings", []))
+    report = Report()
+    if totals.get("invalid") or totals.get("schema_unavailable"):
+        for cat_id, path, item_id, status, detail in con.execute(
+            "SELECT catalog, path, item_id, status, detail FROM verdicts WHERE status != 'valid' ORDER BY catalog, path LIMIT 100000"
+        ):
+            report.add(item_id, f"build/{cat_id}/{path}", DocResult.from_row(status, detail))
+    full = report.to_json()
+    return {
+        "validated": validated,
+        "valid": totals.get("valid", 0),
+        "invalid": totals.get("invalid", 0),
+        "schema_unavailable": totals.get("schema_unavailable", 0),
+        "warnings_this_run": warnings,
+        "errors": full["errors"][:5],
+        "unavailable_schemas": full["unavailable_schemas"],
     }
 
 
@@ -529,6 +564,17 @@ def format_summary(s: dict) -> str:
         lines.append(f"... {i['failed'] - len(s['failed_records'])} more skipped records in build/<catalog>/failed.ndjson")
     for name, f in s.get("patches", {}).items():
         lines.append(f"patch {name}: matched {f['matched']}, patched {f['patched']}, deleted {f['deleted']}, failed {f['failed']}")
+    v = s.get("validation")
+    if v:
+        lines.append(
+            f"validated {v['validated']} documents this run; all documents: valid {v['valid']}, invalid {v['invalid']}, "
+            f"schema unavailable {v['schema_unavailable']}" + (f"; {v['warnings_this_run']} lint warnings" if v["warnings_this_run"] else "")
+        )
+        for g in v["errors"]:
+            ex = g["examples"][0]
+            lines.append(f"invalid: {g['count']} x {g['message']} [{g['schema']}] e.g. {ex['path']} {ex['pointer'] or '/'}")
+        for u in v["unavailable_schemas"]:
+            lines.append(f"schema unavailable: {u['url']} ({u['documents']} documents): {u['why']}")
     for w in s.get("warnings", []):
         lines.append(f"warning: {w}")
     for e in s["errors"]:

@@ -21,6 +21,10 @@ Tables
   patch_seen      body digest of each item when the CQL2 patches last looked at it
   patch_stats     per collection and patch: matched, patched, deleted, failed, unmatched ids
   patch_failures  items a patch could not be applied to (patch, document, op, reason)
+  verdicts    validation result of every output file at the sha256 it was validated at, and
+              the schema set (core + extensions + custom) it was validated against
+  schema_sets the schema URLs of each set and the fingerprint of their content at the time;
+              a changed fingerprint re-validates the documents of that set
 
 Rule: files are written first, the rows describing them are committed after.
 """
@@ -69,12 +73,17 @@ CREATE TABLE IF NOT EXISTS patch_stats (
   failed INTEGER, unmatched TEXT, PRIMARY KEY (catalog, collection, patch_key));
 CREATE TABLE IF NOT EXISTS patch_failures (
   catalog TEXT, collection TEXT, patch_key TEXT, op_index INTEGER, item_id TEXT, reason TEXT);
+CREATE TABLE IF NOT EXISTS verdicts (
+  catalog TEXT, path TEXT, collection TEXT, item_id TEXT, sha256 TEXT, set_id TEXT, status TEXT, detail BLOB,
+  PRIMARY KEY (catalog, path));
+CREATE INDEX IF NOT EXISTS verdicts_by_set ON verdicts (catalog, set_id);
+CREATE TABLE IF NOT EXISTS schema_sets (catalog TEXT, set_id TEXT, urls TEXT, fingerprint TEXT, PRIMARY KEY (catalog, set_id));
 CREATE TABLE IF NOT EXISTS reports (run_id TEXT, unit TEXT, data TEXT, PRIMARY KEY (run_id, unit));
 """
 
 COLLECTION_TABLES = (
     "shards", "records", "failures", "outputs", "pending", "aggregates",
-    "patch_evals", "patch_matches", "patch_seen", "patch_stats", "patch_failures",
+    "patch_evals", "patch_matches", "patch_seen", "patch_stats", "patch_failures", "verdicts",
 )
 """Tables with (catalog, collection) columns: what forgetting a collection or catalog clears."""
 
@@ -155,5 +164,5 @@ class Transaction:
 
 def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
-        for table in COLLECTION_TABLES:
+        for table in COLLECTION_TABLES + ("schema_sets",):
             con.execute(f"DELETE FROM {table} WHERE catalog=?", (catalog,))

@@ -10,7 +10,7 @@ import itertools
 import os
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from stacgit.hashing import pretty_json
 
@@ -166,7 +166,7 @@ def render_catalog(doc_id: str, title: str | None, description: str, path: str, 
     return pretty_json(doc)
 
 
-def render_collection(coll_id: str, meta: dict, path: str, root: str, extent: dict, children: list[dict]) -> bytes:
+def render_collection(coll_id: str, meta: dict, path: str, root: str, extent: dict, children: list[dict], transform: Callable[[dict], dict] | None = None) -> bytes:
     doc: dict[str, Any] = {
         "type": "Collection",
         "stac_version": STAC_VERSION,
@@ -182,4 +182,6 @@ def render_collection(coll_id: str, meta: dict, path: str, root: str, extent: di
             doc[k] = meta[k]
     for k, v in meta.get("extra_fields", {}).items():
         doc.setdefault(k, v)
+    if transform is not None:
+        doc = transform(doc)
     return pretty_json(doc)

@@ -13,6 +13,32 @@ from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+MIRROR = REPO.parent / "shared" / "stac-schemas"
+"""The offline STAC schema mirror beside the checkout (CI has it; see README)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_schema_env(tmp_path_factory):
+    """No user schema cache and no STACGIT_SCHEMA_DIR from the developer's shell: a test that
+    wants schemas says so (``schema_mirror``)."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "STACGIT_SCHEMA_DIR")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.pop("STACGIT_SCHEMA_DIR", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def schema_mirror(monkeypatch) -> Path:
+    """STACGIT_SCHEMA_DIR pointed at the offline mirror of STAC core + extension schemas."""
+    if not (MIRROR / "INDEX.md").is_file():
+        pytest.fail(f"the STAC schema mirror is missing at {MIRROR} (tests validate offline against it)")
+    monkeypatch.setenv("STACGIT_SCHEMA_DIR", str(MIRROR))
+    return MIRROR
 
 
 def copy_examples(dest: Path, catalogs=("shift", "3dep")) -> Path:
@@ -20,6 +46,7 @@ def copy_examples(dest: Path, catalogs=("shift", "3dep")) -> Path:
     for c in catalogs:
         shutil.copytree(REPO / "catalogs" / c, dest / "catalogs" / c, ignore=shutil.ignore_patterns("sources") if c == "synthetic" else None)
     shutil.copytree(REPO / "mappings", dest / "mappings")
+    shutil.copytree(REPO / "schemas", dest / "schemas")
     shutil.copy(REPO / "dodo.py", dest / "dodo.py")
     return dest
 

@@ -38,7 +38,7 @@ CASES = {
     "wrong_type": ("catalogs/shift/catalog.yaml", _replace(b"max_items_per_catalog: 1000", b"max_items_per_catalog: many"), 2, r"catalogs/shift/catalog\.yaml:\d+: collections\[0\]\.layout\.max_items_per_catalog: must be an integer"),
     "bad_mapping_value": ("mappings/aviris-ng.yaml", _replace(b"gsd: {path: pixel_size_m, type: float}", b"gsd: pixel_size_m"), 2, r"mappings/aviris-ng\.yaml:\d+: properties\.gsd: must be a value spec mapping \(write \{path: pixel_size_m\}"),
     "unknown_timezone": ("mappings/aviris-ng.yaml", _replace(b"tz: UTC", b"tz: Mars/Olympus"), 2, r"mappings/aviris-ng\.yaml:\d+: unknown time zone 'Mars/Olympus'"),
-    "non_utf8": (CSV, _append(b"ang20220610t101010,SB,-120,34,-119.9,34.1,5.1,4.0,\xff\xfe,good\n"), 1, r"catalogs/shift/sources/flightlines\.csv:35: not valid UTF-8"),
+    "non_utf8": (CSV, _append(b"ang20220610t101010,SB,-120,34,-119.9,34.1,5.1,4.0,\xff\xfe,good,EPSG:32610\n"), 1, r"catalogs/shift/sources/flightlines\.csv:35: not valid UTF-8"),
     "duplicate_ids": (CSV, lambda d: d + d.splitlines(keepends=True)[1], 1, r"duplicate item id 'ang\d+t\d+' in collection shift/aviris-ng-l2a: catalogs/shift/sources/flightlines\.csv:2 and catalogs/shift/sources/flightlines\.csv:35"),
     "missing_source": ("catalogs/shift/catalog.yaml", _replace(b"sources/flightlines.csv", b"sources/flightline.csv"), 2, r"catalogs/shift/catalog\.yaml: collections\[0\]\.source\.path: 'sources/flightline\.csv' matches no file"),
     "source_escapes": ("catalogs/shift/catalog.yaml", _replace(b"sources/flightlines.csv", b"../3dep/sources/CO_Eastern_B1_2018.json"), 2, r"collections\[0\]\.source\.path: .* must be relative to the catalog directory and stay inside it"),
@@ -64,9 +64,9 @@ def test_bad_input_fails_cleanly(repo, case):
 @pytest.mark.parametrize(
     "case,edit,pattern",
     [
-        ("bad_date", _append(b"ang2022x0610t101010,SB,-120,34,-119.9,34.1,5.1,4.0,coastal,good\n"), r"flightlines\.csv:35: datetime: 'ang2022x0610t101010' does not match regex"),
-        ("missing_column", _append(b"ang20220610t101010,SB,-120,34\n"), r"flightlines\.csv:35: record: row has 4 fields, header has 10 \(missing: east, north"),
-        ("not_a_number", _append(b"ang20220610t101010,SB,-120,34,-119.9,34.1,fine,4.0,coastal,good\n"), r"flightlines\.csv:35: properties\.gsd: cannot convert 'fine' to float"),
+        ("bad_date", _append(b"ang2022x0610t101010,SB,-120,34,-119.9,34.1,5.1,4.0,coastal,good,EPSG:32610\n"), r"flightlines\.csv:35: datetime: 'ang2022x0610t101010' does not match regex"),
+        ("missing_column", _append(b"ang20220610t101010,SB,-120,34\n"), r"flightlines\.csv:35: record: row has 4 fields, header has 11 \(missing: east, north"),
+        ("not_a_number", _append(b"ang20220610t101010,SB,-120,34,-119.9,34.1,fine,4.0,coastal,good,EPSG:32610\n"), r"flightlines\.csv:35: properties\.gsd: cannot convert 'fine' to float"),
     ],
 )
 def test_bad_record_is_skipped_and_reported(repo, case, edit, pattern):

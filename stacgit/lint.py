@@ -1,0 +1,209 @@
+"""Checks beyond JSON schemas (SV-5: we know the exact file set, so nothing is crawled).
+
+Each check looks at one document (plus where it sits in the tree, when known) and returns
+:class:`~stacgit.extensions.Problem` s: errors for what breaks consumers, warnings for
+best-practice misses. Duplicate ids need every document and are found by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from typing import Any
+
+from stacgit.extensions import Problem, all_extensions
+from stacgit.geo import coords_bbox
+
+STRUCTURAL_RELS = frozenset({"self", "root", "parent", "child", "item", "collection"})
+DATETIME_FIELDS = ("datetime", "start_datetime", "end_datetime", "created", "updated", "published", "expires", "unpublished")
+_TZ = re.compile(r"(Z|z|[+-]\d{2}:\d{2})$")
+_LOCAL = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")
+BBOX_TOLERANCE = 1e-6
+
+# Field prefix -> how its schema URIs start. Plugins add theirs through Extension.prefixes.
+KNOWN_PREFIXES: dict[str, str] = {
+    name: f"https://stac-extensions.github.io/{repo}/"
+    for name, repo in {
+        "eo": "eo",
+        "proj": "projection",
+        "pc": "pointcloud",
+        "file": "file",
+        "raster": "raster",
+        "processing": "processing",
+        "view": "view",
+        "sat": "sat",
+        "sar": "sar",
+        "sci": "scientific",
+        "mgrs": "mgrs",
+        "grid": "grid",
+        "label": "label",
+        "alternate": "alternate-assets",
+        "storage": "storage",
+        "table": "table",
+        "order": "order",
+        "render": "render",
+        "classification": "classification",
+        "cube": "datacube",
+        "xarray": "xarray-assets",
+    }.items()
+}
+
+_prefix_cache: dict[str, str] | None = None
+
+
+def prefix_table() -> dict[str, str]:
+    global _prefix_cache
+    if _prefix_cache is None:
+        table = dict(KNOWN_PREFIXES)
+        for ext in all_extensions():
+            if ext.schema_uri:
+                base = ext.schema_uri
+                for p in ext.prefixes:
+                    table.setdefault(p, base)
+        _prefix_cache = table
+    return _prefix_cache
+
+
+def _ptr(*parts: Any) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def lint(doc: dict, path: str | None = None, root: str | None = None) -> list[Problem]:
+    """``path``: the document's path relative to ``root`` (posix), when it is a file of a tree."""
+    out: list[Problem] = []
+    out += _links(doc, path, root)
+    out += _assets(doc)
+    if doc.get("type") == "Feature":
+        out += _geometry(doc)
+        out += _datetimes(doc.get("properties") or {}, ("properties",))
+    out += _extension_fields(doc)
+    return out
+
+
+def _href_problems(href: Any, where: tuple, rule: str) -> list[Problem]:
+    if not isinstance(href, str):
+        return []
+    if href.startswith("file:"):
+        return [Problem(f"lint:{rule}", "file:// href (a local file, unreachable for users)", _ptr(*where, "href"))]
+    if _LOCAL.match(href):
+        return [Problem(f"lint:{rule}", "local path in href (absolute file system path)", _ptr(*where, "href"))]
+    return []
+
+
+def _links(doc: dict, path: str | None, root: str | None) -> list[Problem]:
+    out = []
+    for i, link in enumerate(doc.get("links") or []):
+        if not isinstance(link, dict):
+            continue
+        href = link.get("href")
+        found = _href_problems(href, ("links", i), "link-href")
+        if found or not isinstance(href, str):
+            out += found
+            continue
+        absolute = "://" in href.split("?", 1)[0]
+        if absolute:
+            if link.get("rel") in STRUCTURAL_RELS:
+                out.append(Problem("lint:link-absolute", f"absolute '{link.get('rel')}' link in a self-contained catalog (relative hrefs move with the catalog)", _ptr("links", i, "href"), "warning"))
+        elif path is not None and root is not None:
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path), href.split("#", 1)[0].split("?", 1)[0]))
+            if target == ".." or target.startswith("../") or posixpath.isabs(target):
+                out.append(Problem("lint:link-outside", "link points outside the catalog", _ptr("links", i, "href")))
+    return out
+
+
+def _assets(doc: dict) -> list[Problem]:
+    out = []
+    assets = doc.get("assets") or {}
+    if not isinstance(assets, dict):
+        return out
+    for key, asset in sorted(assets.items()):
+        if not isinstance(asset, dict):
+            continue
+        out += _href_problems(asset.get("href"), ("assets", key), "asset-href")
+        if not asset.get("type"):
+            out.append(Problem("lint:asset-type", "asset has no media type", _ptr("assets", key), "warning"))
+        if not asset.get("roles"):
+            out.append(Problem("lint:asset-roles", "asset has no roles", _ptr("assets", key), "warning"))
+        out += _datetimes(asset, ("assets", key))
+    return out
+
+
+def _geometry(doc: dict) -> list[Problem]:
+    geom = doc.get("geometry")
+    if not isinstance(geom, dict):
+        return []
+    import shapely
+    from shapely.geometry import shape
+
+    try:
+        g = shape(geom)
+    except Exception as exc:  # shapely raises several types for malformed GeoJSON
+        return [Problem("lint:geometry", f"unreadable geometry: {exc}", "/geometry")]
+    out = []
+    if not g.is_valid:
+        reason = re.sub(r"\[.*", "", shapely.is_valid_reason(g)).strip()
+        out.append(Problem("lint:geometry", f"invalid geometry: {reason}", "/geometry"))
+    bbox = doc.get("bbox")
+    if isinstance(bbox, list) and len(bbox) in (4, 6) and all(isinstance(v, (int, float)) for v in bbox):
+        w, s, e, n = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
+        if w <= e:  # across the antimeridian: not compared
+            try:
+                gw, gs, ge, gn = coords_bbox(geom)
+            except (ValueError, TypeError, IndexError, KeyError):
+                return out
+            if any(math.isnan(v) for v in (gw, gs, ge, gn)):
+                return out
+            tol = BBOX_TOLERANCE
+            if gw < w - tol or gs < s - tol or ge > e + tol or gn > n + tol:
+                out.append(Problem("lint:bbox", "geometry extends outside bbox", "/bbox"))
+            elif max(gw - w, gs - s, e - ge, n - gn) > max(tol, 0.01 * max(e - w, n - s, tol)):
+                out.append(Problem("lint:bbox", "bbox is larger than the geometry's bounds", "/bbox", "warning"))
+    return out
+
+
+def _datetimes(obj: dict, where: tuple) -> list[Problem]:
+    out = []
+    for key in DATETIME_FIELDS:
+        value = obj.get(key)
+        if isinstance(value, str) and not _TZ.search(value):
+            out.append(Problem("lint:datetime-tz", "datetime without a time zone", _ptr(*where, key)))
+    return out
+
+
+def _keys(node: Any, depth: int = 0):
+    if depth > 6:
+        return
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            if isinstance(v, (dict, list)):
+                yield from _keys(v, depth + 1)
+    elif isinstance(node, list):
+        for v in node:
+            if isinstance(v, (dict, list)):
+                yield from _keys(v, depth + 1)
+
+
+def _extension_fields(doc: dict) -> list[Problem]:
+    table = prefix_table()
+    used: set[str] = set()
+    for key, value in doc.items():
+        if key in ("links", "geometry", "bbox", "stac_extensions", "extent"):
+            continue
+        if isinstance(key, str) and ":" in key:
+            used.add(key.split(":", 1)[0])
+        for k in _keys(value):
+            if isinstance(k, str) and ":" in k:
+                used.add(k.split(":", 1)[0])
+    declared = [u for u in doc.get("stac_extensions") or [] if isinstance(u, str)]
+    out = []
+    for prefix in sorted(used):
+        base = table.get(prefix)
+        if base is not None and not any(u.startswith(base) for u in declared):
+            out.append(Problem("lint:extension-uri", f"'{prefix}:' fields present but no {base}… schema in stac_extensions", "/stac_extensions", "warning"))
+    for i, uri in enumerate(declared):
+        prefixes = [p for p, base in table.items() if uri.startswith(base)]
+        if prefixes and not any(p in used for p in prefixes):
+            out.append(Problem("lint:extension-fields", f"extension declared but none of its '{prefixes[0]}:' fields is present", _ptr("stac_extensions", i), "warning"))
+    return out

@@ -1,0 +1,118 @@
+"""Validation as a build step: every output file is validated once per content.
+
+A verdict is stored per output path with the sha256 it was computed for and the schema set
+it used. After the collections of a catalog are built, its catalog task validates exactly the
+outputs that have no verdict at their current sha256 (what this build wrote, plus anything a
+crashed or ``--no-validate`` build left), and re-validates every document of a schema set whose
+schema content changed. ``stacgit validate CATALOG`` reads the same verdicts.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+from stacgit import state as st
+from stacgit.hashing import digest_obj
+from stacgit.project import CatalogSpec, Project
+from stacgit.schemas import SchemaStore
+from stacgit.validate import DocResult, Report, Target, Validator, validate_targets
+
+
+def open_validator(project: Project, online: bool = False) -> Validator:
+    """Schema directories: the repository's ``schemas/``, then ``STACGIT_SCHEMA_DIR`` (which
+    ``--schema-dir`` extends for the process and its workers)."""
+    store = SchemaStore.open(project.root, online=online)
+    return Validator(store, project.root)
+
+
+def set_id(urls: tuple[str, ...] | list[str]) -> str:
+    return digest_obj(list(urls))[:16]
+
+
+def stale_sets(con, validator: Validator, cat_id: str) -> list[str]:
+    """Schema sets of this catalog whose schema content changed since their documents were
+    validated (a schema file was edited, added to a schema directory, or went missing)."""
+    out = []
+    for sid, urls, fp in con.execute("SELECT set_id, urls, fingerprint FROM schema_sets WHERE catalog=?", (cat_id,)).fetchall():
+        if validator.fingerprint(orjson.loads(urls)) != fp:
+            out.append(sid)
+    return out
+
+
+def validation_digest(project: Project, con, cat: CatalogSpec) -> str:
+    """Part of the catalog task's up-to-date check: the fingerprints of its schema sets now."""
+    validator = open_validator(project)
+    rows = con.execute("SELECT set_id, urls FROM schema_sets WHERE catalog=? ORDER BY set_id", (cat.id,)).fetchall()
+    return digest_obj([[sid, validator.fingerprint(orjson.loads(urls))] for sid, urls in rows])
+
+
+def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int) -> tuple[dict, Report]:
+    """Validate what has no current verdict; return this run's counts and the catalog's
+    totals, and the report of what this run validated."""
+    validator = open_validator(project)
+    stale = stale_sets(con, validator, cat.id)
+    with st.Transaction(con):
+        for sid in stale:
+            con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
+            con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
+        con.execute("DELETE FROM verdicts WHERE catalog=? AND path NOT IN (SELECT path FROM outputs WHERE catalog=?)", (cat.id, cat.id))
+    todo = con.execute(
+        """SELECT o.path, o.collection, o.item_id, o.sha256 FROM outputs o
+           LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
+           WHERE o.catalog = ? AND v.path IS NULL ORDER BY o.path""",
+        (cat.id,),
+    ).fetchall()
+    root = str(project.build_dir / cat.id)
+    extra = {c.id: c.validate_schemas for c in cat.collections}
+    targets = [Target(os.path.join(root, path), path, root, extra.get(coll, ())) for path, coll, _, _ in todo]
+    run = Report()
+    if targets:
+        run, kept = validate_targets(validator, targets, jobs, keep=True)
+        by_file = {k[0]: k for k in kept}
+        rows, sets = [], {}
+        for (path, coll, item_id, sha), target in zip(todo, targets):
+            got = by_file.get(target.file)
+            if got is None:  # the file vanished between the build and here: no verdict
+                continue
+            _, status, detail, urls = got
+            sid = set_id(urls)
+            sets[sid] = urls
+            rows.append((cat.id, path, coll, item_id, sha, sid, status, detail))
+        known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat.id,))}
+        with st.Transaction(con):
+            con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
+            con.executemany(
+                "INSERT OR REPLACE INTO schema_sets VALUES (?,?,?,?)",
+                [(cat.id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
+            )
+    totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts WHERE catalog=? GROUP BY status", (cat.id,)).fetchall())
+    return {
+        "validated": run.checked,
+        "revalidated_sets": len(stale),
+        "valid": totals.get("valid", 0),
+        "invalid": totals.get("invalid", 0),
+        "schema_unavailable": totals.get("schema_unavailable", 0),
+    }, run
+
+
+def stored_report(con, catalog_ids: list[str], root_of) -> Report:
+    """The report of a built catalog from its stored verdicts (no file is read)."""
+    report = Report()
+    for cat_id in catalog_ids:
+        for path, item_id, status, detail in con.execute(
+            "SELECT path, item_id, status, detail FROM verdicts WHERE catalog=? ORDER BY path", (cat_id,)
+        ):
+            report.add(item_id, f"{root_of(cat_id)}/{path}", DocResult.from_row(status, detail))
+    return report
+
+
+def unverified(con, cat_id: str) -> int:
+    """Outputs of a catalog without a verdict at their current content."""
+    return con.execute(
+        """SELECT COUNT(*) FROM outputs o LEFT JOIN verdicts v
+           ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
+           WHERE o.catalog = ? AND v.path IS NULL""",
+        (cat_id,),
+    ).fetchone()[0]
