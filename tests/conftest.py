@@ -84,8 +84,8 @@ def stacgit(repo: Path, *args: str) -> Result:
     from stacgit.cli import cli
 
     command, *rest = args
-    if command == "patch":  # a command group: -C belongs to the subcommand
-        command, rest = f"patch {rest[0]}", rest[1:]
+    if command in ("patch", "schemas"):  # a command group: -C belongs to the subcommand
+        command, rest = f"{command} {rest[0]}", rest[1:]
     res = CliRunner().invoke(cli, [*command.split(), "-C", str(repo), *rest], catch_exceptions=False)
     return Result(res.exit_code, res.stdout, res.stderr)
 

@@ -1,0 +1,196 @@
+"""Validation verdicts and pointers on known-invalid documents, and agreement of the
+jsonschema-rs fast path with stac-validator (the reference) on a corpus of documents."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from stacgit.extensions.builtin import ALTERNATE_URI, DgeoExtension, multihash
+from stacgit.schemas import SchemaStore, SchemaUnavailable, pull
+from stacgit.validate import Validator
+
+PC2 = "https://stac-extensions.github.io/pointcloud/v2.0.0/schema.json"
+PROJ2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+CID2 = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+
+
+def item(**changes) -> dict:
+    doc = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": [PC2, PROJ2, DgeoExtension.schema_uri, ALTERNATE_URI],
+        "id": "tile-1",
+        "collection": "c",
+        "geometry": {"type": "Polygon", "coordinates": [[[-96.9, 47.1], [-96.8, 47.1], [-96.8, 47.2], [-96.9, 47.2], [-96.9, 47.1]]]},
+        "bbox": [-96.9, 47.1, -96.8, 47.2],
+        "properties": {"datetime": "2019-04-20T00:00:00Z", "pc:count": 10, "pc:type": "lidar", "proj:code": "EPSG:26914", "dgeo:cids": [CID]},
+        "links": [{"rel": "collection", "href": "../collection.json", "type": "application/json"}],
+        "assets": {
+            "data": {
+                "href": "s3://bucket/tile-1.laz",
+                "type": "application/vnd.laszip",
+                "roles": ["data"],
+                "dgeo:cid": CID,
+                "alternate": {"https": {"href": "https://example.org/tile-1.laz"}},
+            }
+        },
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+def validator(schema_mirror) -> Validator:
+    return Validator(SchemaStore(dirs=[schema_mirror]))
+
+
+def errors(result) -> list[tuple[str, str]]:
+    return [(p.pointer, p.message) for p in result.problems if p.severity == "error"]
+
+
+def test_reference_item_is_valid(validator):
+    result = validator.check(item())
+    assert result.status == "valid", result.problems
+
+
+def _no_datetime(d):
+    del d["properties"]["datetime"]
+
+
+def _bad_geometry(d):
+    d["geometry"] = {"type": "Polygon", "coordinates": [[1, 2]]}
+
+
+def _bad_cid(d):
+    d["properties"]["dgeo:cids"] = ["not-a-cid"]
+
+
+def _asset_cid_absent(d):
+    d["properties"]["dgeo:cids"] = [CID2]
+
+
+def _empty_alternate(d):
+    d["assets"]["data"]["alternate"] = {}
+
+
+def _alternate_without_href(d):
+    d["assets"]["data"]["alternate"] = {"https": {"title": "mirror"}}
+
+
+def _pc_v1_field(d):
+    d["properties"]["pc:encoding"] = "LASzip"
+
+
+def _extension_not_a_url(d):
+    d["stac_extensions"][0] = "pointcloud"
+
+
+INVALID = {
+    "missing datetime": (_no_datetime, "/properties", "datetime"),
+    "bad geometry": (_bad_geometry, "/geometry/coordinates/0", "less than 4 items"),
+    "bad dgeo CID": (_bad_cid, "/properties/dgeo:cids/0", "does not match"),
+    "asset CID absent from dgeo:cids": (_asset_cid_absent, "/assets/data/dgeo:cid", "not listed in properties/dgeo:cids"),
+    "empty alternate": (_empty_alternate, "/assets/data/alternate", "non-empty"),
+    "alternate without href": (_alternate_without_href, "/assets/data/alternate/https", "needs an href"),
+    "pointcloud v1 pc:encoding under the v2 URI": (_pc_v1_field, "/properties", "'pc:encoding' was unexpected"),
+    "stac_extensions entry that is not a URL": (_extension_not_a_url, "/stac_extensions/0", "must be schema URLs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID))
+def test_known_invalid_documents_name_the_pointer(validator, case):
+    edit, pointer, message = INVALID[case]
+    doc = item()
+    edit(doc)
+    result = validator.check(doc)
+    assert result.status == "invalid"
+    assert any(p == pointer and message in m for p, m in errors(result)), errors(result)
+
+
+def test_unknown_extension_version_is_unavailable_not_valid(validator):
+    doc = item()
+    doc["stac_extensions"][0] = "https://stac-extensions.github.io/pointcloud/v9.9.9/schema.json"
+    result = validator.check(doc)
+    assert result.status == "schema_unavailable"
+    assert "https://stac-extensions.github.io/pointcloud/v9.9.9/schema.json" in result.unavailable
+
+
+def test_core_still_validates_when_extension_schemas_are_missing(tmp_path):
+    offline = Validator(SchemaStore(dirs=[]))
+    doc = item()
+    assert offline.check(doc).status == "schema_unavailable"
+    _no_datetime(doc)
+    result = offline.check(doc)
+    assert result.status == "invalid" and ("/properties", '"datetime" is a required property') in errors(result)
+
+
+def test_a_missing_nested_ref_makes_the_schema_unavailable(tmp_path, schema_mirror):
+    # projection v2 refers to proj.org's PROJJSON schema: without it, projection is unavailable
+    root = tmp_path / "schemas"
+    target = root / "stac-extensions.github.io/projection/v2.0.0/schema.json"
+    target.parent.mkdir(parents=True)
+    target.write_bytes((schema_mirror / "stac-extensions.github.io/projection/v2.0.0/schema.json").read_bytes())
+    store = SchemaStore(dirs=[root])
+    with pytest.raises(SchemaUnavailable, match="proj.org"):
+        list(store.closure(PROJ2))
+    result = Validator(store).check(item(stac_extensions=[PROJ2], properties={"datetime": "2019-04-20T00:00:00Z", "proj:code": "EPSG:26914"}))
+    assert result.status == "schema_unavailable" and "proj.org" in result.unavailable[PROJ2]
+
+
+def test_pull_copies_schemas_with_their_refs_byte_for_byte(tmp_path, schema_mirror):
+    store = SchemaStore(dirs=[schema_mirror])
+    written, failed = pull(store, [PROJ2], tmp_path / "pinned")
+    assert not failed
+    assert PROJ2 in written and "https://proj.org/schemas/v0.7/projjson.schema.json" in written
+    for url in written:
+        rel = url.split("://", 1)[1]
+        assert (tmp_path / "pinned" / rel).read_bytes() == (schema_mirror / rel).read_bytes()
+
+
+def test_multihash_checksums():
+    hexd = "ab" * 32
+    assert multihash(hexd, "sha2-256") == "1220" + hexd
+    assert multihash("1220" + hexd, "sha2-256") == "1220" + hexd
+    assert multihash("cd" * 16, "md5") == "d510" + "cd" * 16
+
+
+# --------------------------------------------------------------------------- reference check
+
+
+@pytest.fixture
+def built_examples(tmp_path, schema_mirror) -> list[dict]:
+    """Every document of the example catalogs as built."""
+    import orjson
+
+    from conftest import copy_examples, stacgit
+
+    repo = copy_examples(tmp_path / "repo")
+    assert stacgit(repo, "build", "-j", "1").exit_code == 0
+    return [orjson.loads(p.read_bytes()) for p in sorted((repo / "build").rglob("*.json")) if p.name != "manifest.json"]
+
+
+def test_fast_path_agrees_with_stac_validator(validator, schema_mirror, built_examples):
+    from stac_validator.validate import StacValidate
+
+    schema_map = {"https://" + p.relative_to(schema_mirror).as_posix(): str(p) for p in schema_mirror.rglob("*.json")}
+    corpus = list(built_examples)
+    for case in ("missing datetime", "bad geometry", "bad dgeo CID", "pointcloud v1 pc:encoding under the v2 URI"):
+        doc = item()
+        INVALID[case][0](doc)
+        corpus.append(doc)
+    corpus.append(item())
+    assert len(corpus) > 80
+    disagreements = []
+    verdicts = {True: 0, False: 0}
+    for doc in corpus:
+        ours = validator.schema_check(doc).status == "valid"
+        theirs = bool(StacValidate(schema_map=schema_map).validate_dict(copy.deepcopy(doc)))
+        verdicts[theirs] += 1
+        if ours != theirs:
+            disagreements.append((doc.get("id"), ours, theirs))
+    assert not disagreements
+    assert verdicts[True] and verdicts[False] >= 4  # both verdicts are exercised
