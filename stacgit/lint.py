@@ -171,31 +171,37 @@ def _datetimes(obj: dict, where: tuple) -> list[Problem]:
     return out
 
 
-def _keys(node: Any, depth: int = 0):
-    if depth > 6:
-        return
+_BARE_FIELDS = {"alternate"}  # extension fields named like their prefix
+_SKIP = frozenset(("links", "geometry", "bbox", "stac_extensions", "extent"))
+
+
+def _used_prefixes(node: Any, used: set[str], depth: int = 0) -> None:
     if isinstance(node, dict):
         for k, v in node.items():
-            yield k
-            if isinstance(v, (dict, list)):
-                yield from _keys(v, depth + 1)
-    elif isinstance(node, list):
+            i = k.find(":")
+            if i > 0:
+                used.add(k[:i])
+            elif k in _BARE_FIELDS:
+                used.add(k)
+            if depth < 6 and isinstance(v, (dict, list)) and v:
+                _used_prefixes(v, used, depth + 1)
+    else:
         for v in node:
-            if isinstance(v, (dict, list)):
-                yield from _keys(v, depth + 1)
+            if depth < 6 and isinstance(v, (dict, list)) and v:
+                _used_prefixes(v, used, depth + 1)
 
 
 def _extension_fields(doc: dict) -> list[Problem]:
     table = prefix_table()
     used: set[str] = set()
     for key, value in doc.items():
-        if key in ("links", "geometry", "bbox", "stac_extensions", "extent"):
+        if key in _SKIP:
             continue
-        if isinstance(key, str) and ":" in key:
-            used.add(key.split(":", 1)[0])
-        for k in _keys(value):
-            if isinstance(k, str) and ":" in k:
-                used.add(k.split(":", 1)[0])
+        i = key.find(":")
+        if i > 0:
+            used.add(key[:i])
+        if isinstance(value, (dict, list)) and value:
+            _used_prefixes(value, used, 1)
     declared = [u for u in doc.get("stac_extensions") or [] if isinstance(u, str)]
     out = []
     for prefix in sorted(used):

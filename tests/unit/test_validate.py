@@ -194,3 +194,37 @@ def test_fast_path_agrees_with_stac_validator(validator, schema_mirror, built_ex
             disagreements.append((doc.get("id"), ours, theirs))
     assert not disagreements
     assert verdicts[True] and verdicts[False] >= 4  # both verdicts are exercised
+
+
+def test_lint_pairs_extension_fields_with_their_uris():
+    from stacgit.lint import lint
+
+    doc = item()
+    doc["properties"]["view:sun_azimuth"] = 120.0
+    doc["assets"]["data"]["eo:bands"] = [{"name": "b1", "file:size": 3}]
+    found = {(p.schema, p.message.split(" ")[0]) for p in lint(doc)}
+    assert ("lint:extension-uri", "'view:'") in found
+    assert ("lint:extension-uri", "'eo:'") in found and ("lint:extension-uri", "'file:'") in found
+    doc = item()
+    del doc["properties"]["proj:code"]
+    warnings = [p for p in lint(doc) if p.schema == "lint:extension-fields"]
+    assert [p.pointer for p in warnings] == ["/stac_extensions/1"]
+
+
+def test_lint_links_and_hrefs():
+    from stacgit.lint import lint
+
+    doc = item()
+    doc["links"] = [
+        {"rel": "parent", "href": "../../../../outside.json"},
+        {"rel": "root", "href": "https://example.org/catalog.json"},
+        {"rel": "about", "href": "file:///home/me/notes.html"},
+    ]
+    doc["assets"]["data"]["href"] = "/home/me/tile.laz"
+    del doc["assets"]["data"]["roles"]
+    found = {(p.schema, p.pointer, p.severity) for p in lint(doc, "c/tile-1/tile-1.json", "/build/cat")}
+    assert ("lint:link-outside", "/links/0/href", "error") in found
+    assert ("lint:link-absolute", "/links/1/href", "warning") in found
+    assert ("lint:link-href", "/links/2/href", "error") in found
+    assert ("lint:asset-href", "/assets/data/href", "error") in found
+    assert ("lint:asset-roles", "/assets/data", "warning") in found
