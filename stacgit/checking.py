@@ -13,7 +13,7 @@ from stacgit import state as st
 from stacgit.errors import ConfigError, StacgitError
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import Project
-from stacgit.schemas import SchemaStore, SchemaUnavailable, pull, url_to_relpath
+from stacgit.schemas import SchemaStore, SchemaUnavailable, pull
 from stacgit.validate import Report, Validator, collect_targets, core_schema_url, validate_targets
 from stacgit.verdicts import stored_report, validate_catalog
 
@@ -151,5 +151,3 @@ def format_report(report: Report, max_groups: int = 20) -> str:
         lines.append("hint: `stacgit schemas pull` (online) pins schemas into schemas/; or set STACGIT_SCHEMA_DIR / --schema-dir")
     return "\n".join(lines)
 
-
-__all__ = ["add_schema_dirs", "run_validate", "pull_schemas", "format_report", "url_to_relpath"]

@@ -12,7 +12,7 @@ import posixpath
 import re
 from typing import Any
 
-from stacgit.extensions import Problem, all_extensions
+from stacgit.extensions import Problem, all_extensions, json_pointer
 from stacgit.geo import coords_bbox
 
 STRUCTURAL_RELS = frozenset({"self", "root", "parent", "child", "item", "collection"})
@@ -65,9 +65,6 @@ def prefix_table() -> dict[str, str]:
     return _prefix_cache
 
 
-def _ptr(*parts: Any) -> str:
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
 
 def lint(doc: dict, path: str | None = None, root: str | None = None) -> list[Problem]:
     """``path``: the document's path relative to ``root`` (posix), when it is a file of a tree."""
@@ -85,9 +82,9 @@ def _href_problems(href: Any, where: tuple, rule: str) -> list[Problem]:
     if not isinstance(href, str):
         return []
     if href.startswith("file:"):
-        return [Problem(f"lint:{rule}", "file:// href (a local file, unreachable for users)", _ptr(*where, "href"))]
+        return [Problem(f"lint:{rule}", "file:// href (a local file, unreachable for users)", json_pointer(*where, "href"))]
     if _LOCAL.match(href):
-        return [Problem(f"lint:{rule}", "local path in href (absolute file system path)", _ptr(*where, "href"))]
+        return [Problem(f"lint:{rule}", "local path in href (absolute file system path)", json_pointer(*where, "href"))]
     return []
 
 
@@ -104,11 +101,11 @@ def _links(doc: dict, path: str | None, root: str | None) -> list[Problem]:
         absolute = "://" in href.split("?", 1)[0]
         if absolute:
             if link.get("rel") in STRUCTURAL_RELS:
-                out.append(Problem("lint:link-absolute", f"absolute '{link.get('rel')}' link in a self-contained catalog (relative hrefs move with the catalog)", _ptr("links", i, "href"), "warning"))
+                out.append(Problem("lint:link-absolute", f"absolute '{link.get('rel')}' link in a self-contained catalog (relative hrefs move with the catalog)", json_pointer("links", i, "href"), "warning"))
         elif path is not None and root is not None:
             target = posixpath.normpath(posixpath.join(posixpath.dirname(path), href.split("#", 1)[0].split("?", 1)[0]))
             if target == ".." or target.startswith("../") or posixpath.isabs(target):
-                out.append(Problem("lint:link-outside", "link points outside the catalog", _ptr("links", i, "href")))
+                out.append(Problem("lint:link-outside", "link points outside the catalog", json_pointer("links", i, "href")))
     return out
 
 
@@ -122,9 +119,9 @@ def _assets(doc: dict) -> list[Problem]:
             continue
         out += _href_problems(asset.get("href"), ("assets", key), "asset-href")
         if not asset.get("type"):
-            out.append(Problem("lint:asset-type", "asset has no media type", _ptr("assets", key), "warning"))
+            out.append(Problem("lint:asset-type", "asset has no media type", json_pointer("assets", key), "warning"))
         if not asset.get("roles"):
-            out.append(Problem("lint:asset-roles", "asset has no roles", _ptr("assets", key), "warning"))
+            out.append(Problem("lint:asset-roles", "asset has no roles", json_pointer("assets", key), "warning"))
         out += _datetimes(asset, ("assets", key))
     return out
 
@@ -167,7 +164,7 @@ def _datetimes(obj: dict, where: tuple) -> list[Problem]:
     for key in DATETIME_FIELDS:
         value = obj.get(key)
         if isinstance(value, str) and not _TZ.search(value):
-            out.append(Problem("lint:datetime-tz", "datetime without a time zone", _ptr(*where, key)))
+            out.append(Problem("lint:datetime-tz", "datetime without a time zone", json_pointer(*where, key)))
     return out
 
 
@@ -211,5 +208,5 @@ def _extension_fields(doc: dict) -> list[Problem]:
     for i, uri in enumerate(declared):
         prefixes = [p for p, base in table.items() if uri.startswith(base)]
         if prefixes and not any(p in used for p in prefixes):
-            out.append(Problem("lint:extension-fields", f"extension declared but none of its '{prefixes[0]}:' fields is present", _ptr("stac_extensions", i), "warning"))
+            out.append(Problem("lint:extension-fields", f"extension declared but none of its '{prefixes[0]}:' fields is present", json_pointer("stac_extensions", i), "warning"))
     return out

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator
 import jsonschema_rs
 import orjson
 
-from stacgit.extensions import Extension, Problem, all_extensions
+from stacgit.extensions import Extension, Problem, all_extensions, json_pointer
 from stacgit.hashing import digest_obj
 from stacgit.lint import lint
 from stacgit.schemas import SchemaStore, SchemaUnavailable, canonical_url
@@ -43,7 +43,7 @@ def core_schema_url(doc: dict) -> str | None:
 
 
 def pointer(parts: Iterable[Any]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return json_pointer(*parts)
 
 
 _SUBJECT = re.compile(r"^(.*?) (is not|is a required|has less|has more|is less|is greater|is longer|is shorter|does not|is not allowed|was expected|is too|should|is disallowed|has non-unique)(.*)$", re.S)

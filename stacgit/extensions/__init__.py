@@ -45,6 +45,11 @@ class Problem:
     severity: str = "error"  # error | warning
 
 
+def json_pointer(*parts: Any) -> str:
+    """RFC 6901 pointer of a path of keys and indexes ('' for the whole document)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
 class Extension:
     """Base class of extension plugins. Subclasses set ``name`` and ``schema_uri`` and
     override :meth:`apply`; :meth:`check_config` and :meth:`check` are optional."""

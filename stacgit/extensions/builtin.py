@@ -8,13 +8,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stacgit.errors import ConfigError, MappingError
-from stacgit.extensions import Extension, Problem, add_uri
+from stacgit.extensions import Extension, Problem, add_uri, json_pointer
 
 ALL_ASSETS = "*"
 
-
-def _ptr(*parts: Any) -> str:
-    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _target_assets(doc: dict, key: str) -> list[tuple[str, dict]]:
@@ -139,7 +136,7 @@ class DgeoExtension(Extension):
         for key, asset in sorted((doc.get("assets") or {}).items()):
             cid = asset.get("dgeo:cid") if isinstance(asset, dict) else None
             if cid is not None and cid not in declared:
-                out.append(Problem(self.schema_uri, f"asset dgeo:cid is not listed in {'/'.join(base)}", _ptr("assets", key, "dgeo:cid")))
+                out.append(Problem(self.schema_uri, f"asset dgeo:cid is not listed in {'/'.join(base)}", json_pointer("assets", key, "dgeo:cid")))
         return out
 
 
@@ -220,13 +217,13 @@ class AlternateAssetsExtension(Extension):
             alt = asset["alternate"]
             where = ("assets", key, "alternate")
             if not isinstance(alt, dict) or not alt:
-                out.append(Problem(self.schema_uri, "alternate must be a non-empty object of named alternates", _ptr(*where)))
+                out.append(Problem(self.schema_uri, "alternate must be a non-empty object of named alternates", json_pointer(*where)))
                 continue
             for name, entry in sorted(alt.items()):
                 if not isinstance(entry, dict):
-                    out.append(Problem(self.schema_uri, "an alternate must be an object", _ptr(*where, name)))
+                    out.append(Problem(self.schema_uri, "an alternate must be an object", json_pointer(*where, name)))
                 elif not isinstance(entry.get("href"), str) or not entry["href"]:
-                    out.append(Problem(self.schema_uri, "an alternate needs an href", _ptr(*where, name)))
+                    out.append(Problem(self.schema_uri, "an alternate needs an href", json_pointer(*where, name)))
         return out
 
 
