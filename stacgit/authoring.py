@@ -18,6 +18,7 @@ from stacgit import gitinfo
 from stacgit import state as st
 from stacgit.build import cache_dir
 from stacgit.errors import ConfigError, StacgitError
+from stacgit.extensions import json_pointer
 from stacgit.patches import PATCH_DIR, Patch, PatchFailed, load_patch_file
 from stacgit.patching import BodyReader
 from stacgit.project import CollectionSpec, Project
@@ -41,8 +42,7 @@ def to_pointer(path: str) -> str:
     """``properties.eo:cloud_cover`` or ``/properties/eo:cloud_cover`` -> a JSON Pointer."""
     if path.startswith("/"):
         return path
-    parts = path.split(".")
-    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return json_pointer(*path.split("."))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

@@ -42,10 +42,6 @@ def core_schema_url(doc: dict) -> str | None:
     return f"https://schemas.stacspec.org/v{version}/{kind[0]}-spec/json-schema/{kind[1]}.json"
 
 
-def pointer(parts: Iterable[Any]) -> str:
-    return json_pointer(*parts)
-
-
 _SUBJECT = re.compile(r"^(.*?) (is not|is a required|has less|has more|is less|is greater|is longer|is shorter|does not|is not allowed|was expected|is too|should|is disallowed|has non-unique)(.*)$", re.S)
 
 
@@ -96,6 +92,7 @@ class DocResult:
     status: str  # valid | invalid | schema_unavailable
     problems: list[Problem] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # url -> why
+    schemas: tuple[str, ...] = ()  # the schema URLs the document was validated against
 
     def to_row(self) -> bytes | None:
         if not self.problems and not self.unavailable:
@@ -190,7 +187,7 @@ class Validator:
                 if isinstance(uri, str) and uri.startswith(("https://", "http://")):
                     urls.append(canonical_url(uri))
                 else:
-                    problems.append(Problem("stac", "stac_extensions entries must be schema URLs", pointer(("stac_extensions", i))))
+                    problems.append(Problem("stac", "stac_extensions entries must be schema URLs", json_pointer("stac_extensions", i)))
         urls += [self.schema_url(r) for r in extra]
         return list(dict.fromkeys(urls)), problems
 
@@ -217,8 +214,8 @@ class Validator:
                 continue
             for err in v.iter_errors(doc):
                 for leaf in _descend(err):
-                    problems.append(Problem(url, short_message(leaf), pointer(leaf.instance_path)))
-        return _result(problems, unavailable)
+                    problems.append(Problem(url, short_message(leaf), json_pointer(*leaf.instance_path)))
+        return _result(problems, unavailable, tuple(urls))
 
     def check(self, doc: dict, extra: Iterable[str] = (), path: str | None = None, root: str | None = None) -> DocResult:
         result = self.schema_check(doc, extra)
@@ -229,7 +226,7 @@ class Validator:
                 problems += ext.check(doc)
         if self.lint_enabled:
             problems += lint(doc, path, root)
-        return _result(_dedupe(problems), result.unavailable)
+        return _result(_dedupe(problems), result.unavailable, result.schemas)
 
     def fingerprint(self, urls: Iterable[str]) -> str:
         """Changes when any of these schemas (or what they reference) changes."""
@@ -260,14 +257,14 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
-def _result(problems: list[Problem], unavailable: dict[str, str]) -> DocResult:
+def _result(problems: list[Problem], unavailable: dict[str, str], schemas: tuple[str, ...]) -> DocResult:
     if any(p.severity == "error" for p in problems):
         status = "invalid"
     elif unavailable:
         status = "schema_unavailable"
     else:
         status = "valid"
-    return DocResult(status, problems, unavailable)
+    return DocResult(status, problems, unavailable, schemas)
 
 
 # --------------------------------------------------------------------------- report
@@ -416,7 +413,7 @@ def _validate_chunk(args: tuple) -> tuple[Report, list, list]:
             if doc.get("type") == "Feature":
                 idents.append((doc.get("collection"), item_id, loc, result.status))
             if keep:
-                kept.append((t.file, result.status, result.to_row(), tuple(validator.schemas_for(doc, t.extra)[0])))
+                kept.append((t.file, result.status, result.to_row(), result.schemas))
     return report, idents, kept
 
 
