@@ -36,7 +36,7 @@ from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
-from stacgit.verdicts import validate_catalog
+from stacgit.verdicts import open_validator, validate_catalog
 from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, splice_links
 
@@ -789,12 +789,13 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
             (cat.id, "catalog.json", "", None, "root", None, root_entry[0], root_entry[1], None),
         )
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=''", (cat.id,))
-    if options.validate:
-        counts, run = validate_catalog(project, con, cat, options.jobs)
+    validator = open_validator(project) if options.validate else None
+    if validator is not None:
+        counts, run = validate_catalog(project, con, cat, options.jobs, validator)
         report["validation"] = counts
         report["validation_report"] = run.to_json()
     with st.Transaction(con):
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(project, con, cat, options.validate), None, None, None))
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(project, con, cat, options.validate, validator), None, None, None))
         _save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
 

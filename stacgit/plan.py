@@ -72,13 +72,13 @@ def collection_input_digest(con, coll: CollectionSpec, shards: list[str], patche
     return digest_obj([coll.aggregate_digest(), [(s, rows[s]) for s in shards], patches])
 
 
-def catalog_input_digest(project: Project, con, cat: CatalogSpec, validate: bool = True) -> str | None:
+def catalog_input_digest(project: Project, con, cat: CatalogSpec, validate: bool = True, validator=None) -> str | None:
     """Fingerprint of the catalog task's inputs: its collections and, when the build validates,
     the content of the schemas its documents were validated against."""
     rows = dict(con.execute("SELECT collection, input_digest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
     if any(c.id not in rows or rows[c.id] is None for c in cat.collections):
         return None
-    checks = validation_digest(project, con, cat) if validate else "not validated"
+    checks = validation_digest(project, con, cat, validator) if validate else "not validated"
     return digest_obj([cat.root_digest(), [(c.id, rows[c.id]) for c in cat.collections], checks])
 
 

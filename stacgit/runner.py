@@ -27,7 +27,8 @@ from stacgit import gitinfo, plan
 from stacgit import state as st
 from stacgit.errors import ConfigError, PlanError, StacgitError
 from stacgit.project import Project
-from stacgit.validate import DocResult, Report
+from stacgit.validate import Report
+from stacgit.verdicts import stored_report
 
 _LOCK: dict[str, int] = {}
 _RUN: dict[str, object] = {}
@@ -490,10 +491,8 @@ def _validation_summary(con, run_id: str) -> dict:
         warnings += sum(g["count"] for g in rep.get("validation_report", {}).get("warnings", []))
     report = Report()
     if totals.get("invalid") or totals.get("schema_unavailable"):
-        for cat_id, path, item_id, status, detail in con.execute(
-            "SELECT catalog, path, item_id, status, detail FROM verdicts WHERE status != 'valid' ORDER BY catalog, path LIMIT 100000"
-        ):
-            report.add(item_id, f"build/{cat_id}/{path}", DocResult.from_row(status, detail))
+        catalogs = [r[0] for r in con.execute("SELECT DISTINCT catalog FROM verdicts WHERE status != 'valid' ORDER BY catalog")]
+        report = stored_report(con, catalogs, lambda c: f"build/{c}", failing_only=True, limit=100_000)
     full = report.to_json()
     return {
         "validated": validated,

@@ -118,6 +118,7 @@ class Validator:
         self.lint_enabled = lint_enabled
         self._compiled: dict[str, Any] = {}
         self._checks: dict[str, Any] | None = None
+        self._fingerprints: dict[tuple[str, ...], str] = {}
 
     def __getstate__(self):
         return {"store": SchemaStore(self.store.dirs, self.store.cache_dir, self.store.online), "repo_root": self.repo_root, "lint_enabled": self.lint_enabled}
@@ -229,7 +230,15 @@ class Validator:
         return _result(_dedupe(problems), result.unavailable, result.schemas)
 
     def fingerprint(self, urls: Iterable[str]) -> str:
-        """Changes when any of these schemas (or what they reference) changes."""
+        """Changes when any of these schemas (or what they reference) changes. Computed once
+        per validator: schemas are read once per build step, not edited during it."""
+        urls = tuple(urls)
+        got = self._fingerprints.get(urls)
+        if got is None:
+            got = self._fingerprints[urls] = self._fingerprint(urls)
+        return got
+
+    def _fingerprint(self, urls: tuple[str, ...]) -> str:
         plain = [u for u in urls if not u.startswith("file:")]
         files = []
         for u in urls:

@@ -41,17 +41,17 @@ def stale_sets(con, validator: Validator, cat_id: str) -> list[str]:
     return out
 
 
-def validation_digest(project: Project, con, cat: CatalogSpec) -> str:
+def validation_digest(project: Project, con, cat: CatalogSpec, validator: Validator | None = None) -> str:
     """Part of the catalog task's up-to-date check: the fingerprints of its schema sets now."""
-    validator = open_validator(project)
+    validator = validator or open_validator(project)
     rows = con.execute("SELECT set_id, urls FROM schema_sets WHERE catalog=? ORDER BY set_id", (cat.id,)).fetchall()
     return digest_obj([[sid, validator.fingerprint(orjson.loads(urls))] for sid, urls in rows])
 
 
-def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int) -> tuple[dict, Report]:
+def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validator: Validator | None = None) -> tuple[dict, Report]:
     """Validate what has no current verdict; return this run's counts and the catalog's
     totals, and the report of what this run validated."""
-    validator = open_validator(project)
+    validator = validator or open_validator(project)
     stale = stale_sets(con, validator, cat.id)
     with st.Transaction(con):
         for sid in stale:
@@ -97,22 +97,16 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int) -> tupl
     }, run
 
 
-def stored_report(con, catalog_ids: list[str], root_of) -> Report:
-    """The report of a built catalog from its stored verdicts (no file is read)."""
+def stored_report(con, catalog_ids: list[str], root_of, failing_only: bool = False, limit: int | None = None) -> Report:
+    """The report of built catalogs from their stored verdicts (no file is read); with
+    ``failing_only`` just the documents that are not valid, at most ``limit`` of them."""
     report = Report()
+    where = " AND status != 'valid'" if failing_only else ""
     for cat_id in catalog_ids:
         for path, item_id, status, detail in con.execute(
-            "SELECT path, item_id, status, detail FROM verdicts WHERE catalog=? ORDER BY path", (cat_id,)
+            f"SELECT path, item_id, status, detail FROM verdicts WHERE catalog=?{where} ORDER BY path", (cat_id,)
         ):
+            if limit is not None and report.checked >= limit:
+                return report
             report.add(item_id, f"{root_of(cat_id)}/{path}", DocResult.from_row(status, detail))
     return report
-
-
-def unverified(con, cat_id: str) -> int:
-    """Outputs of a catalog without a verdict at their current content."""
-    return con.execute(
-        """SELECT COUNT(*) FROM outputs o LEFT JOIN verdicts v
-           ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-           WHERE o.catalog = ? AND v.path IS NULL""",
-        (cat_id,),
-    ).fetchone()[0]
