@@ -22,6 +22,7 @@ from stacgit.verdicts import validation_digest
 
 _MAPPINGS: dict[tuple[str, int, int], MappingSpec] = {}
 _USES: dict[tuple[str, str], list[ExtensionUse]] = {}
+_WITH_EXTENSIONS: dict[tuple[str, str, str], MappingSpec] = {}
 
 
 def get_mapping(project: Project, coll: CollectionSpec) -> MappingSpec:
@@ -36,7 +37,13 @@ def get_mapping(project: Project, coll: CollectionSpec) -> MappingSpec:
         spec = _MAPPINGS.get(key)
         if spec is None:
             spec = _MAPPINGS[key] = load_mapping(path, coll.mapping_path)
-    return with_extensions(spec, extension_uses(coll))
+    if not coll.extensions:
+        return spec
+    key = (coll.key, spec.digest, digest_obj(list(coll.extensions)))
+    wrapped = _WITH_EXTENSIONS.get(key)
+    if wrapped is None:  # once per process: the wrapper's digest reads plugin versions
+        wrapped = _WITH_EXTENSIONS[key] = with_extensions(spec, extension_uses(coll))
+    return wrapped
 
 
 def extension_uses(coll: CollectionSpec) -> list[ExtensionUse]:
