@@ -74,6 +74,7 @@ class SchemaStore:
     online: bool = False
     _docs: dict[str, dict] = field(default_factory=dict, repr=False)
     _origin: dict[str, str] = field(default_factory=dict, repr=False)
+    _bytes: dict[str, bytes] = field(default_factory=dict, repr=False)
     _bundle: dict[str, dict] | None = field(default=None, repr=False)
 
     @classmethod
@@ -100,20 +101,27 @@ class SchemaStore:
         doc = self._docs.get(key)
         if doc is not None:
             return doc
-        doc, origin = self._load(key)
+        doc, origin, raw = self._load(key)
         self._docs[key] = doc
         self._origin[key] = origin
+        if raw is not None:
+            self._bytes[key] = raw
         return doc
 
     def origin(self, url: str) -> str:
         """Where a schema that :meth:`get` returned came from (for reports and fingerprints)."""
         return self._origin.get(canonical_url(url), "")
 
-    def _load(self, url: str) -> tuple[dict, str]:
+    def raw(self, url: str) -> bytes | None:
+        """The bytes a schema that :meth:`get` returned was read or downloaded as (None for
+        pystac's bundled ones, which exist only as parsed data)."""
+        return self._bytes.get(canonical_url(url))
+
+    def _load(self, url: str) -> tuple[dict, str, bytes | None]:
         if self._bundle is None:
             self._bundle = _bundled()
         if url in self._bundle:
-            return self._bundle[url], "pystac"
+            return self._bundle[url], "pystac", None
         rel = url_to_relpath(url)
         if rel is None:
             raise SchemaUnavailable(url, "not an http(s) URL that can be stored")
@@ -121,14 +129,15 @@ class SchemaStore:
         for root in roots:
             path = root.joinpath(*rel.parts)
             if path.is_file():
-                return _parse(path.read_bytes(), str(path)), str(root)
+                data = path.read_bytes()
+                return _parse(data, str(path)), str(root), data
         if not self.online:
             raise SchemaUnavailable(url, "not in pystac's bundle, " + _where(roots) + ", and the network is off")
         data = fetch(url)
         doc = _parse(data, url)
         if self.cache_dir is not None:
             _write_atomic(self.cache_dir.joinpath(*rel.parts), data)
-        return doc, "network"
+        return doc, "network", data
 
     # ------------------------------------------------------------------ closure
 
@@ -238,23 +247,9 @@ def pull(store: SchemaStore, urls: Iterable[str], dest: Path) -> tuple[list[str]
                 target = dest.joinpath(*rel.parts)
                 if target.is_file():
                     continue
-                _write_atomic(target, _raw(store, u, doc))
+                _write_atomic(target, store.raw(u) or orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
                 written.append(u)
         except SchemaUnavailable as exc:
             failed.append(exc)
     return sorted(set(written)), failed
 
-
-def _raw(store: SchemaStore, url: str, doc: dict) -> bytes:
-    """The original bytes of a stored schema when it came from a file, else pretty JSON."""
-    rel = url_to_relpath(url)
-    origin = store.origin(url)
-    if rel is not None and origin not in ("", "pystac", "network"):
-        path = Path(origin).joinpath(*rel.parts)
-        if path.is_file():
-            return path.read_bytes()
-    if rel is not None and origin == "network" and store.cache_dir is not None:
-        path = store.cache_dir.joinpath(*rel.parts)
-        if path.is_file():
-            return path.read_bytes()
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
