@@ -172,9 +172,13 @@ _BARE_FIELDS = {"alternate"}  # extension fields named like their prefix
 _SKIP = frozenset(("links", "geometry", "bbox", "stac_extensions", "extent"))
 
 
-def _used_prefixes(node: Any, used: set[str], depth: int = 0) -> None:
+def _used_prefixes(node: Any, used: set[str], depth: int = 0, skip: frozenset = frozenset()) -> None:
+    """Add the extension prefixes of every key in ``node`` (``skip``: keys of this level not
+    to look at) to ``used``."""
     if isinstance(node, dict):
         for k, v in node.items():
+            if k in skip:
+                continue
             i = k.find(":")
             if i > 0:
                 used.add(k[:i])
@@ -191,14 +195,7 @@ def _used_prefixes(node: Any, used: set[str], depth: int = 0) -> None:
 def _extension_fields(doc: dict) -> list[Problem]:
     table = prefix_table()
     used: set[str] = set()
-    for key, value in doc.items():
-        if key in _SKIP:
-            continue
-        i = key.find(":")
-        if i > 0:
-            used.add(key[:i])
-        if isinstance(value, (dict, list)) and value:
-            _used_prefixes(value, used, 1)
+    _used_prefixes(doc, used, 0, _SKIP)
     declared = [u for u in doc.get("stac_extensions") or [] if isinstance(u, str)]
     out = []
     for prefix in sorted(used):
