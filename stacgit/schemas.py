@@ -158,6 +158,18 @@ class SchemaStore:
                 if target and target not in seen:
                     todo.append(target)
 
+    def require(self, url: str, doc: dict | None = None) -> None:
+        """Raise SchemaUnavailable unless the schema at ``url`` (or ``doc``, a schema from
+        elsewhere whose base is ``url``) and every http(s) schema it references are found."""
+        if doc is None:
+            for _ in self.closure(url):
+                pass
+            return
+        for ref in _refs(doc):
+            target = canonical_url(urljoin(url, ref))
+            if target.startswith(("https://", "http://")):
+                self.require(target)
+
     def fingerprint(self, urls: Iterable[str]) -> str:
         """Digest of the content of these schemas and everything they reference (unavailable
         ones count as such), so verdicts are recomputed when a schema file changes."""

@@ -160,11 +160,9 @@ class Validator:
             try:
                 if url.startswith("file:"):
                     schema = self._file_schema(url)
-                    for ref_url, _ in _http_refs(self.store, schema, url):
-                        pass
+                    self.store.require(url, schema)
                 else:
-                    for _ in self.store.closure(url):
-                        pass
+                    self.store.require(url)
                     schema = self.store.get(url)
                 got = jsonschema_rs.validator_for(schema, retriever=self._retrieve, base_uri=url, validate_formats=False)
             except SchemaUnavailable as exc:
@@ -248,18 +246,6 @@ class Validator:
                 except SchemaUnavailable:
                     files.append([u, None])
         return digest_obj([VALIDATOR_VERSION, self.store.fingerprint(plain), files, self.lint_enabled])
-
-
-def _http_refs(store: SchemaStore, schema: dict, base: str) -> Iterator[tuple[str, dict]]:
-    """Make sure every http(s) schema a custom schema references is in the store."""
-    from urllib.parse import urljoin
-
-    from stacgit.schemas import _refs
-
-    for ref in _refs(schema):
-        target = canonical_url(urljoin(base, ref))
-        if target.startswith(("https://", "http://")):
-            yield from store.closure(target)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
