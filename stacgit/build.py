@@ -33,6 +33,7 @@ from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
+from stacgit.exports import FEED_LINK, catalog_exports
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
@@ -737,6 +738,8 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     for cid in removed:
         removed_items += con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND kind='item'", (cat.id, cid)).fetchone()[0]
         shutil.rmtree(out_dir / cid, ignore_errors=True)
+        shutil.rmtree(out_dir / "pgstac" / cid, ignore_errors=True)
+        shutil.rmtree(project.state_dir / "exports" / cat.id / cid, ignore_errors=True)
         caches = [r[0] for r in con.execute("SELECT cache_file FROM shards WHERE catalog=? AND collection=?", (cat.id, cid))]
         with st.Transaction(con):
             for table in st.COLLECTION_TABLES:
@@ -748,8 +751,9 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     children = [
         link("child", f"./{c.id}/collection.json", title=c.meta.get("title", c.id)) for c in cat.collections
     ]
-    root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, cat.links)
+    root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, (*cat.links, FEED_LINK))
     root_entry = (sha256_bytes(root), len(root))
+    feed = catalog_exports(project, con, cat, writer)
     manifest = _manifest(project, con, cat, root_entry)
 
     failures = [
@@ -782,7 +786,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         writer.write("failed.ndjson", b"".join(canonical_json(f) + b"\n" for f in failures))
     else:
         failed_path.unlink(missing_ok=True)
-    report = {"unit": "catalog", "catalog": cat.id, "files_written": written, "failed": len(failures), "removed_collections": removed, "items_deleted": removed_items}
+    report = {"unit": "catalog", "catalog": cat.id, "files_written": written, "failed": len(failures), "removed_collections": removed, "items_deleted": removed_items, "changes": feed}
     with st.Transaction(con):
         con.execute(
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
@@ -812,6 +816,15 @@ def _fragment(con, cat_id: str, coll_id: str) -> bytes:
         (cat_id, coll_id + "/", coll_id + "0", coll_id),
     )
     return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
+
+
+def _fragment_range(con, cat_id: str, prefix: str) -> bytes:
+    """Manifest entries of the catalog-level outputs under ``prefix`` (e.g. ``pgstac/``)."""
+    rows = con.execute(
+        "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ? ORDER BY path",
+        (cat_id, prefix, prefix[:-1] + "0"),
+    )
+    return b"".join([_ENTRY % (orjson.dumps(path), sha.encode(), size) for path, sha, size in rows])
 
 
 def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
@@ -849,6 +862,7 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
         if data is None:
             data = save_fragment(project, con, cat.id, c.id, _fragment(con, cat.id, c.id)) if c.id in saved else _fragment(con, cat.id, c.id)
         pieces.append(((c.id + "/").encode(), data))
+    pieces.append((b"pgstac/", _fragment_range(con, cat.id, "pgstac/")))
     pieces.sort(key=lambda p: p[0])
     body = b"".join(p[1] for p in pieces)[:-1]  # no comma after the last entry
     return b'{\n  "catalog": ' + orjson.dumps(cat.id) + b',\n  "files": {' + body + b'\n  },\n  "version": 1\n}\n'
@@ -859,6 +873,7 @@ def remove_catalog_output(project: Project, catalog_id: str) -> None:
     shutil.rmtree(project.build_dir / catalog_id, ignore_errors=True)
     shutil.rmtree(cache_dir(project, catalog_id), ignore_errors=True)
     shutil.rmtree(project.state_dir / "manifest" / catalog_id, ignore_errors=True)
+    shutil.rmtree(project.state_dir / "exports" / catalog_id, ignore_errors=True)
     st.drop_catalog(st.connect(project.state_dir), catalog_id)
 
 

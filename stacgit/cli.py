@@ -339,5 +339,30 @@ def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, as_json
     sys.exit(1 if result["failed"] else 0)
 
 
+@cli.command()
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--base", metavar="GIT_REF", help="Compare with the build of this ref (built in a worktree under .stacgit/diff-base).")
+@click.option("--old", "old", type=click.Path(file_okay=False, path_type=Path), metavar="BUILD_DIR", help="Compare with this build directory.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json", "geojson"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Also write summary.md, summary.json and changes.geojson here.")
+@click.option("--exit-code", "exit_code", is_flag=True, help="Exit 1 when there are changes.")
+def diff(repo: str, base: str | None, old: Path | None, fmt: str, out: Path | None, exit_code: bool) -> None:
+    """Items added, modified and deleted between this checkout's build and another build."""
+    from stacgit.diffing import run_diff, summary_markdown, write_outputs
+
+    try:
+        data, geo = run_diff(_project(repo), base=base, old=old)
+    except StacgitError as exc:
+        _fail(exc)
+    if out is not None:
+        write_outputs(out, data, geo)
+    if fmt == "md":
+        click.echo(summary_markdown(data), nl=False)
+    else:
+        _print_json(data if fmt == "json" else geo)
+    changed = any(data["totals"].values()) or any(c["collection_changed"] for c in data["collections"].values())
+    sys.exit(1 if exit_code and changed else 0)
+
+
 def main() -> None:
     cli()

@@ -85,8 +85,11 @@ def catalog_input_digest(project: Project, con, cat: CatalogSpec, validate: bool
     rows = dict(con.execute("SELECT collection, input_digest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
     if any(c.id not in rows or rows[c.id] is None for c in cat.collections):
         return None
+    exports = dict(con.execute("SELECT collection, digest || ':' || coalesce(input_digest, '') FROM export_config WHERE catalog=?", (cat.id,)).fetchall())
+    if any(c.id not in exports for c in cat.collections):
+        return None
     checks = validation_digest(project, con, cat, validator) if validate else "not validated"
-    return digest_obj([cat.root_digest(), [(c.id, rows[c.id]) for c in cat.collections], checks])
+    return digest_obj([cat.root_digest(), [(c.id, rows[c.id], exports[c.id]) for c in cat.collections], checks])
 
 
 

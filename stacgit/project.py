@@ -16,6 +16,7 @@ import jmespath
 
 from stacgit import _spec as S
 from stacgit._yaml import Located, load_yaml
+from stacgit.columns import TYPES as COLUMN_TYPES
 from stacgit.errors import ConfigError
 from stacgit.hashing import FORMAT_VERSION, digest_obj
 from stacgit.patches import Patch, load_patches
@@ -25,7 +26,18 @@ SPLIT_LEVELS = ("year", "month", "day")
 ITEM_PATHS = ("{id}/{id}.json", "{id}.json")
 DEFAULT_MAX_ITEMS = 1000
 MAX_ID_BYTES = 200
-_RESERVED_IDS = {"catalog", "collection", "catalog.json", "collection.json", "manifest.json", "failed.ndjson"}
+_RESERVED_IDS = {"catalog", "collection", "catalog.json", "collection.json", "manifest.json", "failed.ndjson", "pgstac", "changes", "parquet"}
+PARTITIONS = ("year", "month", "none")
+_GEOPARQUET = S.Node(
+    ("bool", "obj"),
+    fields={
+        "partition": S.Node("str", choices=PARTITIONS),
+        "columns": S.mapping(S.STR),
+        "undeclared": S.Node("str", choices=("error", "json")),
+    },
+)
+GEOPARQUET_ASSET = "geoparquet-items"
+PARQUET_TYPE = "application/vnd.apache.parquet"
 
 _PROVIDER = S.obj(
     {"name": S.STR, "description": S.STR, "roles": S.lst(S.STR), "url": S.STR},
@@ -95,6 +107,7 @@ _COLLECTION = S.obj(
         "links": S.lst(_LINK),
         "extensions": S.lst(S.obj({"name": S.STR, "config": S.mapping(S.ANY)}, required=("name",))),
         "validate": S.obj({"schemas": S.lst(S.STR)}),
+        "geoparquet": _GEOPARQUET,
     },
     required=("id", "description", "source"),
 )
@@ -107,6 +120,8 @@ CATALOG_NODE = S.obj(
         "links": S.Node(("map", "list")),
         "publish": S.obj({"base_url": S.STR}),
         "layout": _LAYOUT,
+        "geoparquet": _GEOPARQUET,
+        "pgstac": S.BOOL,
         "collections": S.lst(_COLLECTION),
     },
     required=("id", "description", "collections"),
@@ -164,6 +179,8 @@ class CollectionSpec:
     index: int  # position in catalog.yaml (for error messages)
     extensions: tuple[dict, ...] = ()  # raw ``extensions:`` entries (compiled by stacgit.extensions)
     validate_schemas: tuple[str, ...] = ()  # extra schema URLs or repo-relative paths
+    geoparquet: dict | None = None  # {partition, columns, undeclared}; None: no GeoParquet
+    pgstac: bool = True
     source_doc: Located | None = field(default=None, compare=False, repr=False)  # catalog.yaml, for error lines
 
     @property
@@ -177,6 +194,10 @@ class CollectionSpec:
     def aggregate_digest(self) -> str:
         """Everything besides item bodies that decides the collection's outputs."""
         return digest_obj([FORMAT_VERSION, self.meta, self.layout.__dict__, list(self.extensions)])
+
+    def export_digest(self) -> str:
+        """Everything besides item files that decides the GeoParquet and pgstac outputs."""
+        return digest_obj([FORMAT_VERSION, self.geoparquet, self.pgstac])
 
     @property
     def extensions_keypath(self) -> tuple:
@@ -331,6 +352,16 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
             if k in c:
                 meta[k] = c[k]
         meta["extra_fields"] = c.get("extra_fields", {})
+        gp = _geoparquet(doc, data.get("geoparquet"), c.get("geoparquet"), kp + ("geoparquet",), source.type == "stac-api")
+        if gp is not None:
+            assets = dict(meta["extra_fields"].get("assets") or {})
+            assets[GEOPARQUET_ASSET] = {
+                "href": "./parquet/",
+                "type": PARQUET_TYPE,
+                "roles": ["stac-items"],
+                "title": "GeoParquet of the items" + ("" if gp["partition"] == "none" else f", one file per {gp['partition']}"),
+            }
+            meta["extra_fields"] = {**meta["extra_fields"], "assets": assets}
         collections.append(
             CollectionSpec(
                 catalog_id=cat_id,
@@ -343,6 +374,8 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 index=i,
                 extensions=tuple(c.get("extensions") or ()),
                 validate_schemas=tuple(_schema_refs(root, doc, (c.get("validate") or {}).get("schemas") or [], kp + ("validate", "schemas"))),
+                geoparquet=gp,
+                pgstac=bool(data.get("pgstac", True)),
                 source_doc=doc,
             )
         )
@@ -359,6 +392,26 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
         publish=dict(data.get("publish") or {}),
         collections=tuple(collections),
     )
+
+
+def _geoparquet(doc: Located, cat_raw: Any, coll_raw: Any, kp: tuple, passthrough: bool) -> dict | None:
+    """A collection's GeoParquet settings: the catalog's ``geoparquet:`` under its own; ``false``
+    at either level turns it off. Items of a STAC API snapshot have no mapping to type their
+    fields, so their undeclared fields default to JSON text columns instead of errors."""
+    if coll_raw is False or (cat_raw is False and not isinstance(coll_raw, dict)):
+        return None
+    cat = cat_raw if isinstance(cat_raw, dict) else {}
+    coll = coll_raw if isinstance(coll_raw, dict) else {}
+    columns = {**(cat.get("columns") or {}), **(coll.get("columns") or {})}
+    for name, kind in columns.items():
+        if kind not in COLUMN_TYPES:
+            where = kp + ("columns", name) if name in (coll.get("columns") or {}) else ("geoparquet", "columns", name)
+            raise S.fail(doc, where, f"unknown column type {kind!r} (one of {', '.join(COLUMN_TYPES)})")
+    return {
+        "partition": coll.get("partition", cat.get("partition", "year")),
+        "columns": columns,
+        "undeclared": coll.get("undeclared", cat.get("undeclared", "json" if passthrough else "error")),
+    }
 
 
 def _check_patch_target(patch: Patch, catalogs: dict[str, CatalogSpec]) -> None:

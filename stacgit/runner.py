@@ -23,7 +23,7 @@ import orjson
 from doit.exceptions import TaskFailed, UnmetDependency
 
 from stacgit import build as b
-from stacgit import gitinfo, plan
+from stacgit import exports, gitinfo, plan
 from stacgit import state as st
 from stacgit.errors import ConfigError, PlanError, StacgitError
 from stacgit.project import Project
@@ -107,6 +107,22 @@ def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[
     return True
 
 
+def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
+    options = b.BuildOptions(**opts)
+    unit = f"export:{catalog_id}/{collection_id}"
+    try:
+        project = _project(root, options.run_id)
+        coll = project.catalog(catalog_id).collection(collection_id)
+        report = exports.export_collection(project, coll, options.jobs)
+        con = st.connect(project.state_dir)
+        b.save_fragment(project, con, catalog_id, collection_id)
+        with st.Transaction(con):
+            b._save_report(con, options.run_id, unit, report)
+    except (StacgitError, OSError) as exc:
+        return _fail(unit, root, options.run_id, exc)
+    return True
+
+
 def run_catalog(root: str, catalog_id: str, opts: dict):
     options = b.BuildOptions(**opts)
     try:
@@ -126,6 +142,13 @@ def _shard_fresh(project: Project, coll, shard: str, row) -> bool:
 
 def _collection_fresh(project: Project, coll, shards: list[str]) -> bool:
     return plan.collection_reason(project, coll, shards) is None
+
+
+def _export_fresh(project: Project, coll) -> bool:
+    try:
+        return exports.export_reason(project, coll) is None
+    except StacgitError:
+        return False  # the task runs and reports the error
 
 
 def _catalog_fresh(project: Project, cat, validate: bool = True) -> bool:
@@ -216,6 +239,15 @@ def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection |
                 "uptodate": [(_collection_fresh, [project, coll, shards])],
                 "doc": f"write items, sub-catalogs and collection.json of {coll.key}",
             }
+            yield {
+                "basename": "export",
+                "name": name.split(":", 1)[1],
+                "actions": [(run_export, [root, cat.id, coll.id, opts])],
+                "task_dep": [name],
+                "uptodate": [(_export_fresh, [project, coll])],
+                "doc": f"write the GeoParquet partitions and pgstac NDJSON of {coll.key}",
+            }
+            coll_tasks[-1] = f"export:{name.split(':', 1)[1]}"
         name = plan.catalog_task(cat)
         catalog_tasks.append(name)
         yield {
@@ -425,6 +457,8 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     con = st.connect(project.state_dir)
     totals = {"processed": 0, "mapped": 0, "written": 0, "deleted": 0, "failed": 0}
     files_written = files_deleted = 0
+    export_totals = {"partitions_written": 0, "partitions_deleted": 0}
+    changes = {"added": 0, "updated": 0, "deleted": 0}
     errors: list[dict] = []
     for unit, data in con.execute("SELECT unit, data FROM reports WHERE run_id=? ORDER BY unit", (run_id,)):
         rep = orjson.loads(data)
@@ -439,9 +473,14 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
             totals["deleted"] += rep["items_deleted"]
             files_written += rep["files_written"]
             files_deleted += rep["files_deleted"]
+        elif rep["unit"] == "export":
+            for k in ("partitions_written", "partitions_deleted"):
+                export_totals[k] += rep[k]
         else:
             files_written += rep["files_written"]
             totals["deleted"] += rep["items_deleted"]
+            for k, v in rep.get("changes", {}).items():
+                changes[k] += v
     seen = {e["unit"] for e in errors}
     for unit, msg in failures:
         if unit not in seen:
@@ -474,6 +513,8 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         "files_deleted": files_deleted,
         "failed_records": failed_records,
         "patches": patches,
+        "exports": export_totals,
+        "changes": changes,
         "validation": validation,
         "warnings": warnings,
         "errors": errors,

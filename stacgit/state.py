@@ -23,6 +23,13 @@ Tables
   patch_failures  items a patch could not be applied to (patch, document, op, reason)
   verdicts    validation result of every output file at the sha256 it was validated at, and
               the schema set (core + extensions + custom) it was validated against
+  exported    each item as the GeoParquet partitions and pgstac pieces hold it: sha256, partition,
+              sort key, and the offset/length of its line in the partition's pgstac piece
+  export_parts  sha256 and size of each written partition file
+  export_config the export settings + column types digest, and the collection input digest,
+              of the last export of each collection
+  fed         each item as the last change feed left it (not per collection: a collection
+              removed from catalog.yaml still shows up as deletions)
   schema_sets the schema URLs of each set and the fingerprint of their content at the time;
               a changed fingerprint re-validates the documents of that set
 
@@ -78,12 +85,20 @@ CREATE TABLE IF NOT EXISTS verdicts (
   PRIMARY KEY (catalog, path));
 CREATE INDEX IF NOT EXISTS verdicts_by_set ON verdicts (catalog, set_id);
 CREATE TABLE IF NOT EXISTS schema_sets (catalog TEXT, set_id TEXT, urls TEXT, fingerprint TEXT, PRIMARY KEY (catalog, set_id));
+CREATE TABLE IF NOT EXISTS exported (
+  catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, part TEXT, sort TEXT, path TEXT, off INTEGER, len INTEGER,
+  PRIMARY KEY (catalog, collection, item_id));
+CREATE TABLE IF NOT EXISTS export_parts (catalog TEXT, collection TEXT, part TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (catalog, collection, part));
+CREATE TABLE IF NOT EXISTS export_config (catalog TEXT, collection TEXT, digest TEXT, input_digest TEXT, PRIMARY KEY (catalog, collection));
+CREATE TABLE IF NOT EXISTS fed (
+  catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, sort TEXT, path TEXT, PRIMARY KEY (catalog, collection, item_id));
 CREATE TABLE IF NOT EXISTS reports (run_id TEXT, unit TEXT, data TEXT, PRIMARY KEY (run_id, unit));
 """
 
 COLLECTION_TABLES = (
     "shards", "records", "failures", "outputs", "pending", "aggregates",
     "patch_evals", "patch_matches", "patch_seen", "patch_stats", "patch_failures", "verdicts",
+    "exported", "export_parts", "export_config",
 )
 """Tables with (catalog, collection) columns: what forgetting a collection or catalog clears."""
 

@@ -20,6 +20,10 @@ from stacgit.schemas import SchemaStore
 from stacgit.validate import DocResult, Report, Target, Validator, validate_targets
 
 
+STAC_KINDS = "('item', 'catalog', 'root')"
+"""Outputs that are STAC documents (GeoParquet and pgstac NDJSON are exports of them)."""
+
+
 def open_validator(project: Project, online: bool = False) -> Validator:
     """Schema directories: the repository's ``schemas/``, then ``STACGIT_SCHEMA_DIR`` (which
     ``--schema-dir`` extends for the process and its workers)."""
@@ -57,11 +61,11 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
         for sid in stale:
             con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
-        con.execute("DELETE FROM verdicts WHERE catalog=? AND path NOT IN (SELECT path FROM outputs WHERE catalog=?)", (cat.id, cat.id))
+        con.execute("DELETE FROM verdicts WHERE catalog=? AND path NOT IN (SELECT path FROM outputs WHERE catalog=? AND kind IN " + STAC_KINDS + ")", (cat.id, cat.id))
     todo = con.execute(
         """SELECT o.path, o.collection, o.item_id, o.sha256 FROM outputs o
            LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-           WHERE o.catalog = ? AND v.path IS NULL ORDER BY o.path""",
+           WHERE o.catalog = ? AND o.kind IN """ + STAC_KINDS + """ AND v.path IS NULL ORDER BY o.path""",
         (cat.id,),
     ).fetchall()
     root = str(project.build_dir / cat.id)

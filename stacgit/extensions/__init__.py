@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar
 
 from stacgit import _spec as S
 from stacgit._yaml import KeyPath, Located
+from stacgit.columns import spec_type, value_type
 from stacgit.errors import ConfigError, MappingError
 from stacgit.hashing import digest_obj
 from stacgit.mapping import OMIT, VALUE_FIELDS, MappingSpec, compile_value
@@ -69,6 +70,12 @@ class Extension:
 
     def check(self, doc: dict) -> list[Problem]:
         return []
+
+    def columns(self, config: dict) -> dict:
+        """Item fields this extension (with this config) sets and their column types (see
+        ``stacgit.columns``): ``{"properties": {name: type}, "assets": {key or '*': {name: type}}}``.
+        GeoParquet's schema is built from these; a field left out is schema drift at export."""
+        return {}
 
     def uris(self, config: dict | None = None) -> tuple[str, ...]:
         """Schema URIs this extension (with this config) adds to documents."""
@@ -142,6 +149,11 @@ def all_extensions() -> list[Extension]:
 Expr = Callable[[dict, dict], Any]
 _VALUE_KEYS = set(VALUE_FIELDS)
 _SOURCE_KEYS = {"path", "value", "template", "coalesce"}
+
+
+def config_type(node: Any) -> str:
+    """Column type of a config value: a value spec's type, or the constant's."""
+    return spec_type(node) if _is_expr(node) else value_type(node)
 
 
 def _is_expr(node: Any) -> bool:

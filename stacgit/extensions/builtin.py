@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stacgit.errors import ConfigError, MappingError
-from stacgit.extensions import Extension, Problem, add_uri, json_pointer
+from stacgit.extensions import Extension, Problem, add_uri, config_type, json_pointer
 
 ALL_ASSETS = "*"
 
@@ -70,6 +70,12 @@ class SchemaExtension(Extension):
                 doc[k] = v
         return doc
 
+    def columns(self, config: dict) -> dict:
+        return {
+            "properties": {k: config_type(v) for k, v in (config.get("properties") or {}).items()},
+            "assets": {key: {k: config_type(v) for k, v in fields.items()} for key, fields in (config.get("assets") or {}).items()},
+        }
+
 
 CID = re.compile(r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{58,}|B[A-Z2-7]{58,}|z[1-9A-HJ-NP-Za-km-z]{48,})$")
 
@@ -124,6 +130,10 @@ class DgeoExtension(Extension):
         if is_item or cids:  # a collection declares dgeo only when it has CIDs of its own
             add_uri(doc, self.schema_uri)
         return doc
+
+    def columns(self, config: dict) -> dict:
+        assets = {key: {"dgeo:cid": "string", "dgeo:cid_profile": "json"} for key in config.get("assets") or {}}
+        return {"properties": {"dgeo:cids": "list<string>", "dgeo:piece_cids": "list<string>"}, "assets": assets}
 
     def check(self, doc: dict) -> list[Problem]:
         if doc.get("type") == "Feature":
@@ -209,6 +219,11 @@ class AlternateAssetsExtension(Extension):
                 asset["alternate:name"] = config["name"]
         return doc
 
+    def columns(self, config: dict) -> dict:
+        chosen = config.get("assets", ALL_ASSETS)
+        keys = [ALL_ASSETS] if chosen == ALL_ASSETS else chosen
+        return {"assets": {k: {"alternate": "json", "alternate:name": "string"} for k in keys}}
+
     def check(self, doc: dict) -> list[Problem]:
         out = []
         for key, asset in sorted((doc.get("assets") or {}).items()):
@@ -287,6 +302,9 @@ class FileExtension(Extension):
         if touched:
             add_uri(doc, self.schema_uri)
         return doc
+
+    def columns(self, config: dict) -> dict:
+        return {"assets": {key: {"file:size": "int64", "file:checksum": "string"} for key in config.get("assets") or {}}}
 
 
 BUILTIN: tuple[type[Extension], ...] = (SchemaExtension, DgeoExtension, AlternateAssetsExtension, FileExtension)

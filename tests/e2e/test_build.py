@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import add_synthetic, copy_examples, stacgit, stacgit_proc, tree
+from conftest import add_synthetic, copy_examples, is_history, stacgit, stacgit_proc, tree
 from helpers_stac import core_errors
 
 CSV = "catalogs/shift/sources/flightlines.csv"
@@ -57,8 +57,11 @@ def test_changing_one_row_rewrites_one_item(repo):
     after = tree(repo / "build")
     changed = sorted(p for p in after if before.get(p) != after[p])
     item = f"shift/aviris-ng-l2a/{target}/{target}.json"
-    # the item, plus the manifest that lists its new digest; extents did not move
-    assert changed == sorted(["shift/manifest.json", item])
+    # the item, the manifest that lists its new digest, and the exports holding the item:
+    # one GeoParquet partition (its month) and the collection's pgstac NDJSON; extents did not move
+    month = target[3:7] + "-" + target[7:9]
+    exports = [f"shift/aviris-ng-l2a/parquet/{month}.parquet", "shift/pgstac/aviris-ng-l2a/items.ndjson"]
+    assert changed == sorted(["shift/manifest.json", item, *exports])
     assert res.json["files_written"] == 2
 
 
@@ -89,7 +92,7 @@ def test_editing_a_mapping_rebuilds_only_that_collection(repo):
     assert res.json["records"]["mapped"] == 16  # only CO_Eastern_B1_2018 records
     after = tree(repo / "build")
     changed = {p for p in after if before.get(p) != after[p]}
-    assert changed and all(p.startswith("3dep/CO_Eastern_B1_2018/") or p == "3dep/manifest.json" for p in changed)
+    assert changed and all(p.startswith(("3dep/CO_Eastern_B1_2018/", "3dep/pgstac/CO_Eastern_B1_2018/")) or p == "3dep/manifest.json" for p in changed)
     assert len([p for p in changed if p.endswith(".json") and "USGS_LPC" in p]) == 16
     # a comment-only edit changes nothing
     mapping.write_text("# a comment\n" + mapping.read_text())
@@ -105,7 +108,7 @@ def test_outputs_validate_and_links_stay_inside(tmp_path):
     docs = list(out.rglob("*.json"))
     kinds = set()
     for path in docs:
-        if path.name == "manifest.json":
+        if path.name == "manifest.json" or path.parent.name == "changes":  # the change feed's index
             continue
         doc = json.loads(path.read_text())
         kinds.add(doc["type"])
@@ -133,6 +136,7 @@ def test_manifest_lists_every_output(repo):
         root = repo / "build" / cat
         manifest = json.loads((root / "manifest.json").read_text())["files"]
         on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"manifest.json"}
+        on_disk = {p for p in on_disk if not is_history(f"{cat}/{p}")}  # the change feed is history, not content
         assert set(manifest) == on_disk
         for rel, entry in manifest.items():
             data = (root / rel).read_bytes()

@@ -17,6 +17,9 @@ class DemoExtension(Extension):
             doc["properties"]["demo:quality"] = str(config.get("quality", "unknown")).upper()
         return doc
 
+    def columns(self, config):
+        return {"properties": {"demo:quality": "string"}}
+
     def check(self, doc):
         if (doc.get("properties") or {}).get("demo:quality") == "BAD":
             return [Problem(URI, "demo:quality must not be BAD", "/properties/demo:quality")]

@@ -1,0 +1,189 @@
+"""The column types of a collection's items, derived from its mapping, extensions and
+``geoparquet.columns`` overrides: no data is looked at (GeoParquet's schema is explicit, never
+inferred from a first batch).
+
+Types are names: ``string int64 float64 bool datetime list<string> list<int64> list<float64>``
+and ``json`` (any JSON value, stored as its JSON text). A mapped field whose type cannot be
+known from its spec (a bare ``path:`` with no ``type:``) is a ``string``; a record where it is
+something else is schema drift, reported with the item and field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacgit.errors import ConfigError
+
+TYPES = ("string", "int64", "float64", "bool", "datetime", "list<string>", "list<int64>", "list<float64>", "json")
+
+TOP_LEVEL = frozenset({"type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links", "assets", "collection"})
+"""Item keys stac-geoparquet keeps as columns; a property of the same name would be dropped."""
+
+_MAPPING_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool", "datetime": "datetime", "date": "string"}
+
+BASE_PROPERTIES = {"datetime": "datetime", "start_datetime": "datetime", "end_datetime": "datetime", "created": "datetime", "updated": "datetime"}
+"""Properties every collection may have (``created``/``updated`` come from patches)."""
+
+EXTRA_PROPERTIES = "stacgit:extra_properties"
+EXTRA_ASSETS = "stacgit:extra_assets"
+"""With ``undeclared: json``, fields without a declared type are kept as JSON text here."""
+
+ASSET_BASE = {"href": "string", "type": "string", "roles": "list<string>", "title": "string", "description": "string"}
+
+
+@dataclass
+class ItemColumns:
+    """Property and asset field types of one collection's items."""
+
+    properties: dict[str, str] = field(default_factory=dict)
+    assets: dict[str, dict[str, str]] = field(default_factory=dict)
+    undeclared: str = "error"  # or "json": fields not declared become JSON text columns
+
+    def to_dict(self) -> dict:
+        return {"properties": dict(sorted(self.properties.items())), "assets": {k: dict(sorted(v.items())) for k, v in sorted(self.assets.items())}, "undeclared": self.undeclared}
+
+
+def value_type(value: Any) -> str:
+    """The column type of a constant."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list) and value:
+        inner = {value_type(v) for v in value}
+        if inner == {"int64", "float64"}:
+            inner = {"float64"}
+        if len(inner) == 1 and (t := inner.pop()) in ("string", "int64", "float64"):
+            return f"list<{t}>"
+    return "json"
+
+
+def spec_type(spec: Any) -> str:
+    """The column type of a mapping value spec (see ``mapping.compile_value``'s step order)."""
+    if not isinstance(spec, dict):
+        return value_type(spec)
+    if "coalesce" in spec and not any(k in spec for k in ("type", "split", "lookup", "join", "scale", "offset", "format", "tz")):
+        kinds = {spec_type(s) for s in spec["coalesce"]}
+        return kinds.pop() if len(kinds) == 1 else "json"
+    declared = spec.get("type")
+    if declared is None and ("format" in spec or "tz" in spec):
+        declared = "datetime"
+    if "value" in spec and declared is None and not any(k in spec for k in ("regex", "split", "lookup", "join", "scale", "offset")):
+        return value_type(spec["value"])
+    is_list = "split" in spec and "join" not in spec
+    if declared is not None:
+        scalar = _MAPPING_TYPES[declared]
+    elif "lookup" in spec:
+        kinds = {value_type(v) for v in spec["lookup"].values()}
+        if "lookup_default" in spec:
+            kinds.add(value_type(spec["lookup_default"]))
+        scalar = kinds.pop() if len(kinds) == 1 else "json"
+    else:
+        scalar = "string"
+    if "scale" in spec or "offset" in spec:
+        ints = all(isinstance(spec.get(k, 0), int) and not isinstance(spec.get(k, 0), bool) for k in ("scale", "offset"))
+        scalar = "int64" if scalar == "int64" and ints else "float64"
+    if is_list:
+        return f"list<{scalar}>" if scalar in ("string", "int64", "float64") else "json"
+    return scalar
+
+
+def _merge(target: dict[str, str], name: str, kind: str, where: str) -> None:
+    old = target.get(name)
+    if {old, kind} == {"string", "datetime"}:  # a datetime is a string until GeoParquet types it
+        target[name] = "datetime"
+        return
+    if old is not None and old != kind and kind != "json" and old != "json":
+        if {old, kind} == {"int64", "float64"}:
+            kind = "float64"
+        else:
+            raise ConfigError(f"{where}: field {name!r} is {old} in one place and {kind} in another; declare it in geoparquet.columns")
+    target[name] = kind if old in (None, kind) or kind != "json" else old
+
+
+def from_mapping(data: dict, defaults: dict, where: str) -> ItemColumns:
+    """Columns of a compiled mapping's ``data`` (the YAML) and the collection's defaults."""
+    cols = ItemColumns(properties=dict(BASE_PROPERTIES))
+    for name, spec in (data.get("properties") or {}).items():
+        _merge(cols.properties, name, spec_type(spec), where)
+    for source in (data.get("defaults") or {}, defaults or {}):
+        for name, value in source.items():
+            _merge(cols.properties, name, value_type(value), where)
+    for key, aspec in (data.get("assets") or {}).items():
+        fields = dict(ASSET_BASE)
+        for fname, fspec in (aspec.get("fields") or {}).items():
+            _merge(fields, fname, spec_type(fspec), where)
+        cols.assets[key] = fields
+    return cols
+
+
+def add_extension_fields(cols: ItemColumns, fields: dict, where: str) -> None:
+    """Merge an extension's ``{"properties": {name: type}, "assets": {key or '*': {name: type}}}``."""
+    for name, kind in (fields.get("properties") or {}).items():
+        _merge(cols.properties, name, kind, where)
+    for key, afields in (fields.get("assets") or {}).items():
+        targets = list(cols.assets) if key == "*" else [key]
+        for k in targets:
+            bucket = cols.assets.setdefault(k, dict(ASSET_BASE))
+            for name, kind in afields.items():
+                _merge(bucket, name, kind, where)
+
+
+def add_patch_fields(cols: ItemColumns, ops: list[dict], where: str) -> None:
+    """Fields that JSON-Patch ops add or replace, typed by their values. A value set on a
+    whole ``/properties`` or asset object types each of its keys."""
+    def split(pointer: Any) -> list[str]:
+        return [p.replace("~1", "/").replace("~0", "~") for p in str(pointer or "").split("/")[1:]]
+
+    for op in ops:
+        parts = split(op.get("path"))
+        if op.get("op") in ("copy", "move") and len(parts) == 2 and parts[0] == "properties":
+            src = split(op.get("from"))
+            if len(src) == 2 and src[0] == "properties" and src[1] in cols.properties:
+                _merge(cols.properties, parts[1], cols.properties[src[1]], where)
+            continue
+        if op.get("op") not in ("add", "replace") or "value" not in op:
+            continue
+        value = op["value"]
+        if parts == ["properties"] and isinstance(value, dict):
+            for k, v in value.items():
+                _merge(cols.properties, k, value_type(v), where)
+        elif len(parts) == 2 and parts[0] == "properties":
+            _merge(cols.properties, parts[1], value_type(value), where)
+        elif len(parts) == 3 and parts[0] == "assets":
+            _merge(cols.assets.setdefault(parts[1], dict(ASSET_BASE)), parts[2], value_type(value), where)
+        elif len(parts) == 2 and parts[0] == "assets" and isinstance(value, dict):
+            bucket = cols.assets.setdefault(parts[1], dict(ASSET_BASE))
+            for k, v in value.items():
+                _merge(bucket, k, value_type(v), where)
+
+
+def apply_overrides(cols: ItemColumns, overrides: dict, where: str) -> None:
+    """``geoparquet.columns``: ``{property: type, "assets.<key>.<field>": type}``."""
+    for name, kind in overrides.items():
+        if kind not in TYPES:
+            raise ConfigError(f"{where}.{name}: unknown column type {kind!r} (one of {', '.join(TYPES)})")
+        if name.startswith("assets."):
+            parts = name.split(".", 2)
+            if len(parts) != 3:
+                raise ConfigError(f"{where}.{name}: write assets.<key>.<field>")
+            cols.assets.setdefault(parts[1], dict(ASSET_BASE))[parts[2]] = kind
+        else:
+            cols.properties[name] = kind
+
+
+def finish(cols: ItemColumns) -> None:
+    if cols.undeclared == "json":
+        cols.properties[EXTRA_PROPERTIES] = "string"
+        cols.properties[EXTRA_ASSETS] = "string"
+
+
+def check_names(cols: ItemColumns, where: str) -> None:
+    clash = sorted(n for n in cols.properties if n in TOP_LEVEL)
+    if clash:
+        raise ConfigError(f"{where}: property {clash[0]!r} has the name of a top-level item field; GeoParquet would drop it. Rename it")

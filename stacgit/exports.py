@@ -1,0 +1,578 @@
+"""GeoParquet and pgstac exports of a built collection, partition by partition.
+
+The export task of a collection runs after its items are written. It compares the items'
+output digests with the ``exported`` table (the state the exports reflect) and rewrites only
+the partitions (year, year-month, or one file) whose items were added, changed or removed:
+
+  build/<catalog>/<collection>/parquet/<partition>.parquet   stac-geoparquet, explicit schema
+  .stacgit/exports/<catalog>/<collection>/<partition>.ndjson  the same items in pgstac form
+  build/<catalog>/pgstac/<collection>/items.ndjson            those pieces, in partition order
+
+Rows of a partition are sorted by datetime (an item's start: ``start_datetime``, else
+``datetime``), then id. Items are read in batches, so memory does not grow with the collection.
+The Arrow schema comes from :mod:`stacgit.columns`; an item that does not fit it stops the
+export with a "schema drift" error naming the item and field, and the partitions already
+written stay as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import shapely
+from stac_geoparquet.arrow import to_parquet
+from stac_geoparquet.arrow._batch import StacJsonBatch
+
+from stacgit import columns as C
+from stacgit import state as st
+from stacgit.errors import BuildError, ConfigError
+from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
+from stacgit.mapping import item_time_range
+from stacgit.plan import extension_uses, get_mapping
+from stacgit.project import CollectionSpec, Project
+
+EXPORT_VERSION = "1"
+BATCH = 2000
+_NO_PARTITION = "items"
+
+_ARROW = {
+    "string": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "datetime": pa.string(),  # stac-geoparquet turns the known datetime fields into timestamps
+    "list<string>": pa.list_(pa.string()),
+    "list<int64>": pa.list_(pa.int64()),
+    "list<float64>": pa.list_(pa.float64()),
+    "json": pa.string(),
+}
+_LINK = pa.struct([("href", pa.string()), ("rel", pa.string()), ("title", pa.string()), ("type", pa.string())])
+_LINK_KEYS = frozenset(_LINK.names)
+_PGSTAC_DROP_RELS = {"self", "root", "parent", "collection"}
+
+
+def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
+    """The column types of a collection's items (mapping, defaults, extensions, overrides)."""
+    where = f"{project.catalog(coll.catalog_id).yaml_path}: collections[{coll.index}] ({coll.key})"
+    spec = get_mapping(project, coll)
+    cols = C.from_mapping(spec.data, coll.defaults, where)
+    for use in extension_uses(coll):
+        C.add_extension_fields(cols, use.ext.columns(use.raw), f"{use.where}: extension {use.ext.name}")
+    for patch in project.patches_for(coll):
+        C.add_patch_fields(cols, list(patch.ops), patch.where)
+    gp = coll.geoparquet or {}
+    C.apply_overrides(cols, gp.get("columns") or {}, f"{where}: geoparquet.columns")
+    cols.undeclared = gp.get("undeclared", "error")
+    C.finish(cols)
+    C.check_names(cols, where)
+    return cols
+
+
+def json_schema(cols: C.ItemColumns) -> pa.Schema:
+    """Arrow schema of items as JSON (geometry as WKB), the input of ``StacJsonBatch``."""
+    props = pa.struct([(n, _ARROW[t]) for n, t in sorted(cols.properties.items())])
+    assets = pa.struct([(k, pa.struct([(f, _ARROW[t]) for f, t in sorted(fields.items())])) for k, fields in sorted(cols.assets.items())])
+    return pa.schema(
+        [
+            ("type", pa.string()),
+            ("stac_version", pa.string()),
+            ("stac_extensions", pa.list_(pa.string())),
+            ("id", pa.string()),
+            ("geometry", pa.binary()),
+            ("bbox", pa.list_(pa.float64())),
+            ("links", pa.list_(_LINK)),
+            ("assets", assets),
+            ("collection", pa.string()),
+            ("properties", props),
+        ]
+    )
+
+
+class Drift(Exception):
+    def __init__(self, item_id: str, field: str, reason: str):
+        super().__init__(f"item {item_id!r}: {field}: {reason}")
+        self.item_id, self.field, self.reason = item_id, field, reason
+
+
+def _kind_ok(kind: str, v: Any) -> bool:
+    if v is None or kind == "json":
+        return True
+    if kind in ("string", "datetime"):
+        return isinstance(v, str)
+    if kind == "int64":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "float64":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "bool":
+        return isinstance(v, bool)
+    inner = kind[5:-1]
+    return isinstance(v, list) and all(_kind_ok(inner, x) for x in v)
+
+
+class Prepared:
+    """Turns parsed items into the rows of ``json_schema``, checking them against it."""
+
+    def __init__(self, cols: C.ItemColumns):
+        self.cols = cols
+        self.json_props = {n for n, t in cols.properties.items() if t == "json"}
+        self.json_assets = {k: {f for f, t in fs.items() if t == "json"} for k, fs in cols.assets.items()}
+
+    def _undeclared(self, item_id: str, field: str) -> None:
+        if self.cols.undeclared != "json":
+            raise Drift(item_id, field, "is not in the collection's GeoParquet schema: give it a type in the mapping, "
+                        "or declare it in catalog.yaml geoparquet.columns")
+
+    def row(self, item: dict) -> dict:
+        item_id = item.get("id", "?")
+        props = item.get("properties") or {}
+        declared = self.cols.properties
+        extra: dict[str, Any] = {}
+        extra_assets: dict[str, Any] = {}
+        for k in list(props):
+            kind = declared.get(k)
+            if kind is None:
+                self._undeclared(item_id, f"properties.{k}")
+                extra[k] = props.pop(k)
+            elif k in self.json_props and props[k] is not None:
+                props[k] = orjson.dumps(props[k], option=orjson.OPT_SORT_KEYS).decode()
+            elif not _kind_ok(kind, props[k]):
+                raise Drift(item_id, f"properties.{k}", f"is {type(props[k]).__name__} {props[k]!r:.40}, the schema says {kind}")
+        for key, asset in (item.get("assets") or {}).items():
+            fields = self.cols.assets.get(key)
+            if fields is None:
+                if self.cols.undeclared != "json":
+                    raise Drift(item_id, f"assets.{key}", "is not an asset of the collection's GeoParquet schema "
+                                "(declare its fields in geoparquet.columns as assets.<key>.<field>)")
+                extra_assets[key] = asset
+                continue
+            json_fields = self.json_assets[key]
+            for f in list(asset):
+                kind = fields.get(f)
+                if kind is None:
+                    self._undeclared(item_id, f"assets.{key}.{f}")
+                    extra_assets.setdefault(key, {})[f] = asset.pop(f)
+                    continue
+                if f in json_fields and asset[f] is not None:
+                    asset[f] = orjson.dumps(asset[f], option=orjson.OPT_SORT_KEYS).decode()
+                elif not _kind_ok(kind, asset[f]):
+                    raise Drift(item_id, f"assets.{key}.{f}", f"is {type(asset[f]).__name__}, the schema says {kind}")
+        if extra_assets:
+            item["assets"] = {k: v for k, v in item["assets"].items() if k not in extra_assets or k in self.cols.assets}
+        if extra:
+            props[C.EXTRA_PROPERTIES] = orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode()
+        if extra_assets:
+            props[C.EXTRA_ASSETS] = orjson.dumps(extra_assets, option=orjson.OPT_SORT_KEYS).decode()
+        for i, link in enumerate(item.get("links") or []):
+            extra = set(link) - _LINK_KEYS
+            if extra:
+                raise Drift(item_id, f"links[{i}].{sorted(extra)[0]}", "links keep only href, rel, type and title in GeoParquet")
+        extra = set(item) - {"type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links", "assets", "collection", "properties"}
+        if extra:
+            raise Drift(item_id, sorted(extra)[0], "a top-level field that is not part of a STAC item in GeoParquet")
+        bbox = item.get("bbox")
+        if bbox is not None and len(bbox) != 4:
+            raise Drift(item_id, "bbox", "only 2D bounding boxes are written to GeoParquet")
+        return item
+
+
+def _wkb(geometries: list) -> np.ndarray:
+    texts = np.array([orjson.dumps(g) if g is not None else None for g in geometries], dtype=object)
+    return shapely.to_wkb(shapely.from_geojson(texts), flavor="iso")
+
+
+def pgstac_line(item: dict) -> bytes:
+    """An item as ``pypgstac load`` takes it: compact JSON, without the relative structural
+    links of the static catalog (pgstac and its API make their own)."""
+    links = [l for l in item.get("links") or [] if not (l.get("rel") in _PGSTAC_DROP_RELS and "://" not in str(l.get("href", "")))]
+    return orjson.dumps({**item, "links": links}, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def partition_key(start: str, partition: str) -> str:
+    """``2021``, ``2021-07`` or ``items`` for a sortable start datetime."""
+    if partition == "year":
+        return start[:4]
+    if partition == "month":
+        return start[:7]
+    return _NO_PARTITION
+
+
+@dataclass
+class _Member:
+    sort: str
+    item_id: str
+    path: str
+    sha: str
+
+
+def _item_start(path: Path) -> str:
+    return item_time_range(orjson.loads(path.read_bytes()))[0]
+
+
+def _read(out_dir: Path, members: list[_Member]) -> Iterator[tuple[_Member, dict, bytes]]:
+    for m in members:
+        raw = (out_dir / m.path).read_bytes()
+        yield m, orjson.loads(raw), raw
+
+
+def write_partition(out_dir: Path, tmp_dir: Path, members: list[_Member], schema: pa.Schema, prepared: Prepared, collection_doc: dict, parquet_tmp: Path | None, piece_tmp: Path) -> list[tuple[str, int, int]]:
+    """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files.
+    Returns (item_id, offset, length) of each item's line in the piece."""
+    offsets = []
+    pos = 0
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        nonlocal pos
+        for start in range(0, len(members), BATCH):
+            chunk = members[start : start + BATCH]
+            rows = []
+            lines = []
+            for m, item, _ in _read(out_dir, chunk):
+                line = pgstac_line(item)
+                lines.append(line)
+                offsets.append((m.item_id, pos, len(line)))
+                pos += len(line)
+                if parquet_tmp is not None:
+                    rows.append(prepared.row(item))
+            piece.write(b"".join(lines))
+            if parquet_tmp is None:
+                continue
+            wkb = _wkb([r.get("geometry") for r in rows])
+            for r, g in zip(rows, wkb):
+                r["geometry"] = g
+            try:
+                array = pa.array(rows, type=pa.struct(schema))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                _explain(rows, schema, prepared, exc)
+            yield StacJsonBatch(pa.RecordBatch.from_struct_array(array)).to_arrow_batch().inner
+
+    with open(piece_tmp, "wb") as piece:
+        if parquet_tmp is None:
+            for _ in batches():
+                pass
+        else:
+            gen = batches()
+            first = next(gen)
+            reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, gen))
+            to_parquet(reader, parquet_tmp, collections={collection_doc["id"]: collection_doc}, compression="zstd", write_statistics=True)
+    return offsets
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _explain(rows: list[dict], schema: pa.Schema, prepared: Prepared, exc: Exception):
+    """pyarrow refused a batch: find the item and field, for a message a person can act on."""
+    for r in rows:
+        for name in ("properties", "assets", "bbox", "links", "stac_extensions"):
+            try:
+                pa.array([r.get(name)], type=schema.field(name).type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
+                field = name
+                if isinstance(r.get(name), dict):
+                    for k, v in r[name].items():
+                        sub = schema.field(name).type
+                        idx = sub.get_field_index(k)
+                        if idx >= 0:
+                            try:
+                                pa.array([v], type=sub.field(idx).type)
+                            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                                field = f"{name}.{k}"
+                                break
+                raise Drift(r.get("id", "?"), field, str(e).splitlines()[0]) from None
+    raise Drift("?", "?", str(exc).splitlines()[0]) from None
+
+
+def collection_doc_for_metadata(out_dir: Path, coll: CollectionSpec) -> dict:
+    doc = orjson.loads((out_dir / coll.id / "collection.json").read_bytes())
+    doc["links"] = [l for l in doc.get("links") or [] if "://" in str(l.get("href", ""))]
+    doc.get("assets", {}).pop("geoparquet-items", None)
+    if not doc.get("assets"):
+        doc.pop("assets", None)
+    return doc
+
+
+def export_config_digest(coll: CollectionSpec, cols: C.ItemColumns | None) -> str:
+    return digest_obj([EXPORT_VERSION, coll.export_digest(), cols.to_dict() if cols else None])
+
+
+def _collection_input(con, coll: CollectionSpec) -> str | None:
+    row = con.execute("SELECT input_digest FROM aggregates WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    return row[0] if row else None
+
+
+def export_reason(project: Project, coll: CollectionSpec) -> str | None:
+    """Why a collection's exports are stale (None: up to date)."""
+    con = st.connect(project.state_dir)
+    row = con.execute("SELECT digest, input_digest FROM export_config WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    if row is None:
+        return "new"
+    cols = item_columns(project, coll) if coll.geoparquet else None
+    if row[0] != export_config_digest(coll, cols):
+        return "config changed"
+    if row[1] is None or row[1] != _collection_input(con, coll):
+        return "items changed"
+    out_dir = project.build_dir / coll.catalog_id
+    for part, sha, size in con.execute("SELECT part, sha256, size FROM export_parts WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)):
+        if sha is not None:
+            f = out_dir / coll.id / "parquet" / f"{part}.parquet"
+            if not f.exists() or f.stat().st_size != size:
+                return "output missing or modified"
+    if coll.pgstac and not (out_dir / items_ndjson_path(coll)).exists():
+        return "output missing"
+    return None
+
+
+def pieces_dir(project: Project, coll: CollectionSpec) -> Path:
+    return project.state_dir / "exports" / coll.catalog_id / coll.id
+
+
+def items_ndjson_path(coll: CollectionSpec) -> str:
+    return f"pgstac/{coll.id}/items.ndjson"
+
+
+def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> dict:
+    """Bring a collection's GeoParquet partitions and pgstac NDJSON up to date."""
+    con = st.connect(project.state_dir)
+    cat_id = coll.catalog_id
+    key = (cat_id, coll.id)
+    out_dir = project.build_dir / cat_id
+    gp = coll.geoparquet
+    partition = gp["partition"] if gp else "none"
+    cols = item_columns(project, coll) if gp else None
+    config_digest = export_config_digest(coll, cols)
+    prior_cfg = con.execute("SELECT digest FROM export_config WHERE catalog=? AND collection=?", key).fetchone()
+    config_changed = prior_cfg is None or prior_cfg[0] != config_digest
+    input_digest = _collection_input(con, coll)
+
+    current: dict[str, tuple] = {}
+    for item_id, path, sha, patched, start in con.execute(
+        """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
+                  (SELECT r.start FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection
+                     AND r.item_id=o.item_id AND r.body_digest=o.body_digest LIMIT 1)
+           FROM outputs o WHERE o.catalog=? AND o.collection=? AND o.kind='item'""",
+        key,
+    ):
+        current[item_id] = (path, sha, patched, start)
+    prior = {r[0]: r[1:] for r in con.execute("SELECT item_id, sha256, part, sort, path FROM exported WHERE catalog=? AND collection=?", key)}
+
+    dirty: set[str] = set()
+    members: dict[str, list[_Member]] = {}
+    changed = 0
+    for item_id, (path, sha, patched, start) in current.items():
+        old = prior.get(item_id)
+        if old is not None and old[0] == sha and old[3] == path and not config_changed:
+            sort, part = old[2], old[1]
+        else:
+            changed += 1
+            sort = start if (start and patched is None) else _item_start(out_dir / path)
+            part = partition_key(sort, partition)
+            dirty.add(part)
+            if old is not None:
+                dirty.add(old[1])
+        members.setdefault(part, []).append(_Member(sort, item_id, path, sha))
+    removed = [i for i in prior if i not in current]
+    for i in removed:
+        dirty.add(prior[i][1])
+    known_parts = {r[0]: r[1:] for r in con.execute("SELECT part, sha256, size FROM export_parts WHERE catalog=? AND collection=?", key)}
+    pdir = pieces_dir(project, coll)
+    for part, (sha, size) in known_parts.items():  # an output or piece missing or changed by hand
+        pq_path = out_dir / coll.id / "parquet" / f"{part}.parquet"
+        if gp and (not pq_path.exists() or pq_path.stat().st_size != size):
+            dirty.add(part)
+        if not (pdir / f"{part}.ndjson").exists():
+            dirty.add(part)
+    if config_changed:
+        dirty |= set(members) | set(known_parts)
+    for part in members:
+        if part not in known_parts:
+            dirty.add(part)
+
+    tmp_dir = project.state_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    pdir.mkdir(parents=True, exist_ok=True)
+    schema = json_schema(cols) if cols else None
+    prepared = Prepared(cols) if cols else None
+    coll_doc = collection_doc_for_metadata(out_dir, coll) if gp else {}
+    written_parts: list[tuple[str, str | None, int | None]] = []
+    rows_state: list[tuple] = []
+    deleted_parts: list[str] = []
+    parquet_dir = out_dir / coll.id / "parquet"
+    for part in sorted(dirty):
+        group = sorted(members.get(part, []), key=lambda m: (m.sort, m.item_id))
+        pq_rel = f"{coll.id}/parquet/{part}.parquet"
+        if not group:
+            (out_dir / pq_rel).unlink(missing_ok=True)
+            (pdir / f"{part}.ndjson").unlink(missing_ok=True)
+            deleted_parts.append(part)
+            continue
+        pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
+        piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
+        try:
+            offsets = write_partition(out_dir, tmp_dir, group, schema, prepared, coll_doc, pq_tmp, piece_tmp)
+        except Drift as d:
+            for t in (pq_tmp, piece_tmp):
+                if t is not None:
+                    t.unlink(missing_ok=True)
+            path = next((m.path for m in group if m.item_id == d.item_id), None)
+            at = f" ({cat_id}/{path})" if path else ""
+            raise BuildError(f"{coll.key}: GeoParquet schema drift: item {d.item_id!r}{at}: {d.field}: {d.reason}") from None
+        if gp:
+            parquet_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(pq_tmp, out_dir / pq_rel)
+            written_parts.append((part, sha256_file(out_dir / pq_rel), (out_dir / pq_rel).stat().st_size))
+        else:
+            written_parts.append((part, None, None))
+        os.replace(piece_tmp, pdir / f"{part}.ndjson")
+        by_id = {m.item_id: m for m in group}
+        rows_state.extend((cat_id, coll.id, i, by_id[i].sha, part, by_id[i].sort, by_id[i].path, off, ln) for i, off, ln in offsets)
+    if gp is None and parquet_dir.exists():
+        shutil.rmtree(parquet_dir)
+
+    items_rel = items_ndjson_path(coll)
+    items_changed = False
+    if coll.pgstac and (dirty or not (out_dir / items_rel).exists()):
+        target = out_dir / items_rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"{cat_id}.{coll.id}.items.ndjson.tmp"
+        with open(tmp, "wb") as out:
+            for part in sorted(members):
+                with open(pdir / f"{part}.ndjson", "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        os.replace(tmp, target)
+        items_changed = True
+    elif not coll.pgstac:
+        shutil.rmtree(out_dir / "pgstac" / coll.id, ignore_errors=True)
+
+    with st.Transaction(con):
+        for part in deleted_parts:
+            con.execute("DELETE FROM export_parts WHERE catalog=? AND collection=? AND part=?", (*key, part))
+            con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, f"{coll.id}/parquet/{part}.parquet"))
+        for part, sha, size in written_parts:
+            con.execute("INSERT OR REPLACE INTO export_parts VALUES (?,?,?,?,?)", (*key, part, sha, size))
+            if sha is not None:
+                con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, f"{coll.id}/parquet/{part}.parquet", coll.id, None, "parquet", None, sha, size, None))
+        if gp is None:
+            con.execute("DELETE FROM outputs WHERE catalog=? AND collection=? AND kind='parquet'", key)
+        con.executemany("DELETE FROM exported WHERE catalog=? AND collection=? AND item_id=?", [(*key, i) for i in removed])
+        con.executemany("INSERT OR REPLACE INTO exported VALUES (?,?,?,?,?,?,?,?,?)", rows_state)
+        if items_changed:
+            target = out_dir / items_rel
+            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, items_rel, coll.id, None, "pgstac", None, sha256_file(target), target.stat().st_size, None))
+        elif not coll.pgstac:
+            con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, items_rel))
+        con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
+    return {
+        "unit": "export",
+        "collection": coll.key,
+        "items_changed": changed,
+        "items_removed": len(removed),
+        "partitions_written": len(written_parts),
+        "partitions_deleted": len(deleted_parts),
+        "partitions": len(members),
+    }
+
+
+FEED_LINK = {"rel": "monitor", "href": "./changes/index.json", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
+FEED_INDEX = "changes/index.json"
+
+
+def catalog_exports(project: Project, con, cat, writer) -> dict:
+    """After the collections are exported: ``pgstac/collections.ndjson``, and when items changed
+    since the last feed, a change feed ``changes/<digest>.ndjson`` (listed newest first in
+    ``changes/index.json``) and ``pgstac/changes.ndjson``. Returns the counts of the feed.
+
+    The feed and ``pgstac/changes.ndjson`` describe a build relative to the previous one on
+    this machine, so they are history, not a function of the commit: they are left out of
+    ``manifest.json`` (publishing carries them separately)."""
+    out_dir = project.build_dir / cat.id
+    pg = [c for c in cat.collections if c.pgstac]
+    if pg:
+        data = b"".join(orjson.dumps(collection_doc_for_metadata(out_dir, c), option=orjson.OPT_SORT_KEYS) + b"\n" for c in pg)
+        rel = "pgstac/collections.ndjson"
+        if not (out_dir / rel).exists() or (out_dir / rel).read_bytes() != data:
+            writer.write(rel, data)
+        with st.Transaction(con):
+            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat.id, rel, "", None, "pgstac", None, sha256_bytes(data), len(data), None))
+    else:
+        (out_dir / "pgstac" / "collections.ndjson").unlink(missing_ok=True)
+        with st.Transaction(con):
+            con.execute("DELETE FROM outputs WHERE catalog=? AND path='pgstac/collections.ndjson'", (cat.id,))
+
+    q = (
+        "SELECT e.collection, e.item_id, e.sha256, e.sort, e.part, e.off, e.len, f.sha256, f.sort FROM exported e "
+        "LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
+        "WHERE e.catalog=? AND (f.sha256 IS NULL OR f.sha256 != e.sha256)"
+    )
+    upserts = con.execute(q, (cat.id,)).fetchall()
+    deletes = con.execute(
+        "SELECT f.collection, f.item_id, f.sha256 FROM fed f LEFT JOIN exported e ON e.catalog=f.catalog AND e.collection=f.collection "
+        "AND e.item_id=f.item_id WHERE f.catalog=? AND e.item_id IS NULL",
+        (cat.id,),
+    ).fetchall()
+    counts = {"added": sum(1 for r in upserts if r[7] is None), "updated": sum(1 for r in upserts if r[7] is not None), "deleted": len(deletes)}
+    if not upserts and not deletes and (out_dir / FEED_INDEX).exists():
+        return counts
+    feed = sorted(
+        [(c, i, "delete", sha) for c, i, sha in deletes]
+        + [(r[0], r[1], "add" if r[7] is None else "update", r[2]) for r in upserts]
+    )
+    feed_bytes = b"".join(orjson.dumps({"collection": c, "digest": f"sha256:{sha}", "id": i, "op": op}) + b"\n" for c, i, op, sha in feed)
+    name = sha256_bytes(feed_bytes)[:16] + ".ndjson"
+    index_path = out_dir / FEED_INDEX
+    entries = orjson.loads(index_path.read_bytes())["feeds"] if index_path.exists() else []
+    if feed:
+        writer.write(f"changes/{name}", feed_bytes)
+        entries = [{"href": f"./{name}", **counts}] + [e for e in entries if e["href"] != f"./{name}"]
+    writer.write(FEED_INDEX, orjson.dumps({"feeds": entries}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+
+    if pg:
+        moved = [(r[0], r[1]) for r in upserts if r[7] is not None and r[8] != r[3]]
+        read = piece_reader(project, cat.id)
+        tmp = project.state_dir / "tmp" / f"{cat.id}.changes.ndjson.tmp"
+        try:
+            with open(tmp, "wb") as out:
+                for c, i in sorted([(c, i) for c, i, _ in deletes] + moved):
+                    out.write(orjson.dumps({"collection": c, "id": i, "op": "delete"}) + b"\n")
+                moved_set = set(moved)
+                for r in sorted(upserts, key=lambda r: (r[0], r[4], r[5])):
+                    op = b"insert" if (r[0], r[1]) in moved_set or r[7] is None else b"upsert"
+                    out.write(b'{"item":' + read(r[0], r[4], r[5], r[6])[:-1] + b',"op":"' + op + b'"}\n')
+        finally:
+            read.close()
+        os.replace(tmp, out_dir / "pgstac" / "changes.ndjson")
+    with st.Transaction(con):
+        con.execute("DELETE FROM fed WHERE catalog=?", (cat.id,))
+        con.execute("INSERT INTO fed SELECT catalog, collection, item_id, sha256, sort, path FROM exported WHERE catalog=?", (cat.id,))
+    return counts
+
+
+def piece_reader(project: Project, catalog_id: str):
+    """``read(collection, part, offset, length) -> bytes`` over the pgstac pieces."""
+    files: dict[tuple[str, str], Any] = {}
+
+    def read(collection: str, part: str, off: int, length: int) -> bytes:
+        f = files.get((collection, part))
+        if f is None:
+            f = files[(collection, part)] = open(project.state_dir / "exports" / catalog_id / collection / f"{part}.ndjson", "rb")
+        f.seek(off)
+        return f.read(length)
+
+    def close() -> None:
+        for f in files.values():
+            f.close()
+
+    read.close = close  # type: ignore[attr-defined]
+    return read
+
+
+__all__ = ["export_collection", "item_columns", "json_schema", "pgstac_line", "sha256_bytes"]

@@ -1,0 +1,249 @@
+"""GeoParquet partitions, pgstac NDJSON and the change feed, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+import rustac
+import stac_geoparquet.arrow as sga
+
+from conftest import add_synthetic, stacgit, tree
+
+CSV = "catalogs/shift/sources/flightlines.csv"
+SHIFT = "shift/aviris-ng-l2a"
+
+
+def build(repo: Path, *args: str):
+    res = stacgit(repo, "build", "--json", "-j", "1", *args)
+    assert res.exit_code == 0, res.stderr
+    return res
+
+
+def parquet_files(build_dir: Path) -> dict[str, bytes]:
+    return {p.relative_to(build_dir).as_posix(): p.read_bytes() for p in sorted(build_dir.rglob("*.parquet"))}
+
+
+def json_items(build_dir: Path) -> dict[tuple[str, str], dict]:
+    items = {}
+    for p in build_dir.rglob("*.json"):
+        doc = orjson.loads(p.read_bytes())
+        if doc.get("type") == "Feature":
+            items[(doc["collection"], doc["id"])] = doc
+    return items
+
+
+# Known, documented differences of JSON -> GeoParquet -> JSON (README "GeoParquet"):
+# absent keys come back as null; datetimes are microsecond timestamps and stac-geoparquet
+# writes them back without fractional seconds; columns typed `json` come back as JSON text;
+# bbox and numbers come back as floats.
+def normalise(doc):
+    if isinstance(doc, dict):
+        return {k: normalise(v) for k, v in doc.items() if v is not None}
+    if isinstance(doc, list):
+        return [normalise(v) for v in doc]
+    if isinstance(doc, (int, float)) and not isinstance(doc, bool):
+        return float(doc)
+    return doc
+
+
+def _dt_to_z(value):
+    if isinstance(value, datetime):
+        value = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, str) and value.endswith("Z") and "." in value:
+        value = value.split(".")[0] + "Z"
+    return value
+
+
+def decode_json_text(parquet_side, json_side):
+    """Fields typed ``json`` (no fixed shape, e.g. dgeo:cid_profile) come back as JSON text."""
+    if isinstance(parquet_side, dict) and isinstance(json_side, dict):
+        return {k: decode_json_text(v, json_side.get(k)) for k, v in parquet_side.items()}
+    if isinstance(parquet_side, str) and isinstance(json_side, (dict, list)):
+        return json.loads(parquet_side)
+    return parquet_side
+
+
+def comparable(item: dict, json_text: set[str]) -> dict:
+    item = json.loads(json.dumps(item, default=str))
+    for k in ("datetime", "start_datetime", "end_datetime", "created", "updated"):
+        if item["properties"].get(k) is not None:
+            item["properties"][k] = _dt_to_z(item["properties"][k].replace(" ", "T").replace("+00:00", "Z"))
+    for k in json_text:
+        if isinstance(item["properties"].get(k), str):
+            item["properties"][k] = json.loads(item["properties"][k])
+    for asset in (item.get("assets") or {}).values():
+        if isinstance(asset.get("alternate"), str):
+            asset["alternate"] = json.loads(asset["alternate"])
+    return normalise(item)
+
+
+def test_every_example_item_round_trips_through_geoparquet(repo):
+    add_synthetic(repo, 400)
+    build(repo)
+    out = repo / "build"
+    items = json_items(out)
+    files = sorted(out.rglob("*.parquet"))
+    assert files, "no GeoParquet written"
+    seen: dict[tuple[str, str], dict] = {}
+    for f in files:
+        table = pq.read_table(f)
+        meta = json.loads(table.schema.metadata[b"stac-geoparquet"])
+        collection_id = f.parent.parent.name
+        assert meta["version"] == "1.0.0" and list(meta["collections"]) == [collection_id]  # pinned metadata layout
+        assert table.num_rows > 0
+        rows = list(sga.stac_table_to_items(table))
+        keys = [(r["properties"].get("start_datetime") or r["properties"]["datetime"], r["id"]) for r in rows]
+        assert keys == sorted(keys), f"{f}: rows not sorted by datetime, id"
+        for r in rows:
+            seen[(r["collection"], r["id"])] = r
+        # rustac reads the same file (the Rust implementation of stac-geoparquet)
+        via_rustac = rustac.read_sync(str(f))
+        assert [i["id"] for i in via_rustac["features"]] == [r["id"] for r in rows]
+    assert set(seen) == set(items)
+    for key, item in items.items():
+        back = decode_json_text(json.loads(json.dumps(seen[key], default=str)), item)
+        assert comparable(back, set()) == comparable(item, set()), key
+
+
+def test_duckdb_reads_the_partitions(repo):
+    import duckdb
+
+    add_synthetic(repo, 400)
+    build(repo)
+    pattern = str(repo / "build" / "synthetic" / "*" / "parquet" / "*.parquet")
+    n, ids = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{pattern}')").fetchall()[0]
+    manifest_items = sum(1 for p in (repo / "build" / "synthetic").rglob("*.json") if orjson.loads(p.read_bytes()).get("type") == "Feature")
+    assert n == ids == manifest_items
+
+
+def test_one_changed_row_rewrites_one_partition(repo):
+    first = build(repo)
+    assert first.json["exports"]["partitions_written"] > 3
+    before = parquet_files(repo / "build")
+    lines = (repo / CSV).read_text().splitlines(keepends=True)
+    target = lines[5].split(",")[0]
+    lines[5] = lines[5].replace(",good", ",fair") if ",good" in lines[5] else lines[5].replace(",fair", ",good")
+    (repo / CSV).write_text("".join(lines))
+    res = build(repo)
+    assert res.json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}
+    after = parquet_files(repo / "build")
+    changed = sorted(p for p in after if before.get(p) != after[p])
+    assert changed == [f"{SHIFT}/parquet/{target[3:7]}-{target[7:9]}.parquet"]
+    assert set(after) == set(before)
+    again = build(repo)
+    assert again.json["exports"] == {"partitions_written": 0, "partitions_deleted": 0}
+
+
+def test_schema_drift_names_item_and_field_and_keeps_outputs(repo):
+    build(repo)
+    before = tree(repo / "build")
+    # the mapping reads workunit with a bare path (a string); one source record has a number
+    src = repo / "catalogs" / "3dep" / "sources" / "CO_Eastern_B1_2018.json"
+    records = json.loads(src.read_text())
+    records[3]["workunit"] = 42
+    src.write_text(json.dumps(records, indent=1))
+    drifting = f"USGS_LPC_CO_Eastern_B1_2018_{records[3]['tile']}"
+    res = stacgit(repo, "build")
+    assert res.exit_code == 1
+    assert f"3dep/CO_Eastern_B1_2018: GeoParquet schema drift: item '{drifting}'" in res.stderr
+    assert "properties.workunit: is int 42, the schema says string" in res.stderr
+    assert "Traceback" not in res.stderr
+    after = tree(repo / "build")
+    for path, data in before.items():
+        if path.endswith(".parquet"):
+            assert after[path] == data, f"{path} changed by a failed export"
+    # typing the field in the mapping fixes the build
+    mapping = repo / "mappings" / "3dep-wesm.yaml"
+    mapping.write_text(mapping.read_text().replace("workunit: {path: workunit}", "workunit: {path: workunit, type: str}"))
+    build(repo)
+
+
+def test_drift_of_a_type_names_the_field(repo):
+    mapping = repo / "mappings" / "aviris-ng.yaml"
+    # gsd is a float in the mapping; geoparquet.columns claims bool: every item drifts
+    cat = repo / "catalogs" / "shift" / "catalog.yaml"
+    cat.write_text(cat.read_text().replace("columns: {quality_note: string}", "columns: {quality_note: string, gsd: bool}"))
+    res = stacgit(repo, "build")
+    assert res.exit_code == 1
+    assert "properties.gsd" in res.stderr and "the schema says bool" in res.stderr
+    assert mapping.exists()
+
+
+def test_pgstac_ndjson_is_loadable(repo):
+    add_synthetic(repo, 400)
+    build(repo)
+    pg = repo / "build" / "synthetic" / "pgstac"
+    collections = [orjson.loads(l) for l in (pg / "collections.ndjson").read_bytes().splitlines()]
+    assert [c["id"] for c in collections] == ["hls-s30-00", "hls-l30-00"]
+    assert all(not any(l["href"].startswith(".") for l in c["links"]) for c in collections)
+    for c in collections:
+        ids = set()
+        for line in (pg / c["id"] / "items.ndjson").read_bytes().splitlines():
+            item = orjson.loads(line)
+            assert item["collection"] == c["id"]
+            assert item["properties"].get("datetime") or item["properties"].get("start_datetime")
+            assert not any(l["rel"] in ("root", "parent", "collection", "self") for l in item["links"])
+            ids.add(item["id"])
+        assert len(ids) == len((pg / c["id"] / "items.ndjson").read_bytes().splitlines())
+    manifest = orjson.loads((repo / "build" / "synthetic" / "manifest.json").read_bytes())["files"]
+    assert "pgstac/collections.ndjson" in manifest and "pgstac/hls-s30-00/items.ndjson" in manifest
+    assert not any(p.startswith("changes/") or p == "pgstac/changes.ndjson" for p in manifest)
+
+
+def test_change_feed_and_pgstac_changes(repo):
+    build(repo)
+    root = orjson.loads((repo / "build" / "shift" / "catalog.json").read_bytes())
+    assert {"rel": "monitor", "href": "./changes/index.json"}.items() <= next(l for l in root["links"] if l["rel"] == "monitor").items()
+    index = orjson.loads((repo / "build" / "shift" / "changes" / "index.json").read_bytes())["feeds"]
+    assert len(index) == 1 and index[0]["added"] == 33 and index[0]["deleted"] == 0
+    # move one flight line's datetime (its id encodes the time), change another, delete a third
+    lines = (repo / CSV).read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    moved_old = rows[0].split(",")[0]
+    moved_new = moved_old[:-2] + ("00" if moved_old[-2:] != "00" else "01")
+    rows[0] = rows[0].replace(moved_old, moved_new, 1)
+    deleted = rows[1].split(",")[0]
+    del rows[1]
+    (repo / CSV).write_text(header + "".join(rows))
+    res = build(repo)
+    assert res.json["changes"] == {"added": 1, "updated": 0, "deleted": 2}
+    index = orjson.loads((repo / "build" / "shift" / "changes" / "index.json").read_bytes())["feeds"]
+    assert len(index) == 2 and index[0] == {"href": index[0]["href"], "added": 1, "updated": 0, "deleted": 2}
+    feed = [orjson.loads(l) for l in (repo / "build" / "shift" / "changes" / index[0]["href"][2:]).read_bytes().splitlines()]
+    assert sorted((r["op"], r["id"]) for r in feed) == sorted([("add", moved_new), ("delete", moved_old), ("delete", deleted)])
+    assert all(r["digest"].startswith("sha256:") and r["collection"] == "aviris-ng-l2a" for r in feed)
+    changes = [orjson.loads(l) for l in (repo / "build" / "shift" / "pgstac" / "changes.ndjson").read_bytes().splitlines()]
+    ops = [(c["op"], c.get("id") or c["item"]["id"]) for c in changes]
+    assert ops[:2] == sorted([("delete", moved_old), ("delete", deleted)])
+    assert ops[2:] == [("insert", moved_new)]
+    # an item whose content changes in place is an upsert; the same datetime: no delete
+    text = (repo / CSV).read_text()
+    row = text.splitlines()[3]
+    (repo / CSV).write_text(text.replace(row, row.replace(",good", ",fair") if ",good" in row else row.replace(",fair", ",good")))
+    res = build(repo)
+    assert res.json["changes"] == {"added": 0, "updated": 1, "deleted": 0}
+    changes = [orjson.loads(l) for l in (repo / "build" / "shift" / "pgstac" / "changes.ndjson").read_bytes().splitlines()]
+    assert [c["op"] for c in changes] == ["upsert"]
+
+
+@pytest.mark.skipif(not os.environ.get("STACGIT_PGSTAC_DSN"), reason="set STACGIT_PGSTAC_DSN=postgresql://... (PostgreSQL + PostGIS, pypgstac installed) to load the NDJSON into a real pgstac")
+def test_load_into_pgstac(repo):  # optional: not counted as coverage of the NDJSON form (the test above is)
+    import subprocess
+
+    dsn = os.environ["STACGIT_PGSTAC_DSN"]
+    add_synthetic(repo, 400)
+    build(repo)
+    pg = repo / "build" / "synthetic" / "pgstac"
+    env = {**os.environ, "PGSTAC_DSN": dsn}
+    subprocess.run(["pypgstac", "migrate", "--dsn", dsn], check=True, env=env)
+    subprocess.run(["pypgstac", "load", "collections", str(pg / "collections.ndjson"), "--dsn", dsn, "--method", "upsert"], check=True, env=env)
+    for coll in ("hls-s30-00", "hls-l30-00"):
+        subprocess.run(["pypgstac", "load", "items", str(pg / coll / "items.ndjson"), "--dsn", dsn, "--method", "upsert"], check=True, env=env)
+        n = subprocess.run(["psql", dsn, "-tAc", f"SELECT count(*) FROM pgstac.items WHERE collection='{coll}'"], check=True, capture_output=True, text=True).stdout.strip()
+        assert int(n) == len((pg / coll / "items.ndjson").read_bytes().splitlines())
