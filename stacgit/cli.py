@@ -318,7 +318,7 @@ def schemas() -> None:
 @schemas.command(name="pull")
 @click.option("-C", "--repo", default=".", show_default=True)
 @click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Copy from this schema directory too.")
-@click.option("--offline", is_flag=True, help="Copy only from schema directories and the cache.")
+@click.option("--offline", is_flag=True, envvar="STACGIT_OFFLINE", help="Copy only from schema directories and the cache.")
 @click.option("--json", "as_json", is_flag=True)
 def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, as_json: bool) -> None:
     """Copy every schema the catalogs reference (with nested $refs) into schemas/ and write

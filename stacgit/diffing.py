@@ -133,8 +133,8 @@ def _causes(project: Project, base: str, diffs: dict[str, CollectionDiff]) -> No
             for f in files:
                 if f == coll.mapping_path or f in patches or f == cat.yaml_path or f.startswith(f"catalogs/{cat.id}/sources/"):
                     mine.append(f)
-                elif f.startswith("patches/") and f not in patches and key in diffs:
-                    mine.append(f)  # a removed patch no longer targets anything
+                elif f.startswith("patches/") and f.endswith((".yaml", ".yml")) and not (project.root / f).exists():
+                    mine.append(f)  # a removed patch: its target is only known at the base
             if mine and key in diffs:
                 diffs[key].causes = mine
 
