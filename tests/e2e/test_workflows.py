@@ -49,7 +49,7 @@ def test_publish_never_interleaves_and_pr_fetches_history():
 def test_pr_workflow_run_steps_work_in_a_clone(tmp_path, schema_mirror):
     origin = tmp_path / "origin"
     subprocess.run(["git", "clone", "-q", "--no-local", str(REPO), str(origin)], check=True)
-    subprocess.run([*GIT, "-C", str(origin), "branch", "-f", "main", "HEAD"], check=True, capture_output=True)
+    subprocess.run([*GIT, "-C", str(origin), "checkout", "-q", "-B", "main"], check=True, capture_output=True)
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], check=True)
     # the pull request: one patch
