@@ -1,0 +1,89 @@
+"""GeoParquet export benchmark: stacgit's partitioned write vs `rustac translate` on the same items.
+
+    python bench/exports.py --items 100000 [--runs 3] [--work bench/work/exports]
+
+Makes a catalog repository with bench/generate.py, builds it once, then times (whole processes,
+median of --runs):
+  stacgit   `stacgit build` after removing every GeoParquet partition and pgstac piece: the
+            export tasks rewrite all partitions (nothing else is stale)
+  rustac    `rustac translate items.ndjson out.parquet` on the same items (the collection's pgstac
+            NDJSON concatenated), the peer tool
+  change    `stacgit build` after changing 1,000 source records: partitions rewritten
+and peak RSS of each (GNU time). Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    res = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"{cmd} failed: {res.stderr[-2000:]}")
+    rss_kb = int(res.stderr.strip().splitlines()[-1])
+    return wall, rss_kb // 1024, res.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=HERE / "work" / "exports")
+    args = ap.parse_args()
+    repo = args.work / f"n{args.items}"
+    stacgit = str(VENV_BIN / "stacgit")
+    if not (repo / "build").exists():
+        shutil.rmtree(repo, ignore_errors=True)
+        subprocess.run([sys.executable, str(HERE / "generate.py"), "--repo", str(repo), "--items", str(args.items), "--collections", "1"], check=True)
+        subprocess.run([stacgit, "build", "--no-validate"], cwd=repo, check=True, capture_output=True)
+    cat = next(p for p in (repo / "build").iterdir() if (p / "manifest.json").exists())
+    coll = next(p.parent.parent.name for p in cat.rglob("parquet/*.parquet"))
+    ndjson = args.work / f"n{args.items}-items.ndjson"
+    shutil.copy(cat / "pgstac" / coll / "items.ndjson", ndjson)
+
+    ours, theirs = [], []
+    for _ in range(args.runs):
+        shutil.rmtree(cat / coll / "parquet")
+        shutil.rmtree(repo / ".stacgit" / "exports")
+        ours.append(timed([stacgit, "build", "--no-validate", "--json"], repo))
+        out = args.work / "rustac.parquet"
+        out.unlink(missing_ok=True)
+        theirs.append(timed([str(VENV_BIN / "rustac"), "translate", str(ndjson), str(out)], args.work))
+    # a 1,000-record change
+    src = next((repo / "catalogs").rglob("*.ndjson"))
+    lines = src.read_bytes().splitlines(keepends=True)
+    step = max(1, len(lines) // 1000)
+    for i in range(0, min(len(lines), step * 1000), step):
+        lines[i] = lines[i].replace(b'"cloud_cover": ', b'"cloud_cover": 1', 1)
+    src.write_bytes(b"".join(lines))
+    change = timed([stacgit, "build", "--no-validate", "--json"], repo)
+    partitions = len(list((cat / coll / "parquet").glob("*.parquet")))
+    result = {
+        "items": args.items,
+        "stacgit_geoparquet_s": statistics.median(w for w, _, _ in ours),
+        "stacgit_peak_rss_mb": max(r for _, r, _ in ours),
+        "rustac_translate_s": statistics.median(w for w, _, _ in theirs),
+        "rustac_peak_rss_mb": max(r for _, r, _ in theirs),
+        "partitions": partitions,
+        "change_1000_s": change[0],
+        "change_1000_partitions_written": json.loads(change[2])["exports"]["partitions_written"],
+    }
+    result["ratio_vs_rustac"] = round(result["stacgit_geoparquet_s"] / result["rustac_translate_s"], 2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
