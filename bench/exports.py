@@ -63,12 +63,15 @@ def main() -> None:
         out.unlink(missing_ok=True)
         theirs.append(timed([str(VENV_BIN / "rustac"), "translate", str(ndjson), str(out)], args.work))
     # a 1,000-record change
-    src = next((repo / "catalogs").rglob("*.ndjson"))
-    lines = src.read_bytes().splitlines(keepends=True)
-    step = max(1, len(lines) // 1000)
-    for i in range(0, min(len(lines), step * 1000), step):
-        lines[i] = lines[i].replace(b'"cloud_cover": ', b'"cloud_cover": 1', 1)
-    src.write_bytes(b"".join(lines))
+    sources = sorted((repo / "catalogs").rglob("*.ndjson"))
+    per_file = max(1, 1000 // len(sources))
+    edited = 0
+    for src in sources:
+        lines = src.read_bytes().splitlines(keepends=True)
+        for i in range(min(per_file, len(lines), 1000 - edited)):
+            lines[i] = lines[i].replace(b'"cloud_cover":', b'"cloud_cover":1', 1)
+            edited += 1
+        src.write_bytes(b"".join(lines))
     change = timed([stacgit, "build", "--no-validate", "--json"], repo)
     partitions = len(list((cat / coll / "parquet").glob("*.parquet")))
     result = {
