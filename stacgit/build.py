@@ -33,7 +33,7 @@ from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
-from stacgit.exports import FEED_LINK, catalog_exports
+from stacgit.exports import FEED_LINK, catalog_exports, pieces_root
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
@@ -90,7 +90,7 @@ def _record_digest(raw: bytes | None, rec: dict) -> str:
     return digest_bytes(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str))
 
 
-def _save_report(con, run_id: str, unit: str, report: dict) -> None:
+def save_report(con, run_id: str, unit: str, report: dict) -> None:
     if run_id:
         con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps(report).decode()))
 
@@ -248,7 +248,7 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
             "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (*where, stat.st_size, stat.st_mtime_ns, file_digest, config_digest, result_digest, cache_name, len(seen), len(failures)),
         )
-        _save_report(con, options.run_id, f"build:{coll.key}/{shard}", report)
+        save_report(con, options.run_id, f"build:{coll.key}/{shard}", report)
     if old_cache_path and old_cache_path != str(cache_path):
         try:
             os.unlink(old_cache_path)
@@ -557,7 +557,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         con.executemany("INSERT INTO patch_failures VALUES (?,?,?,?,?,?)", failures)
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
         con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp), None))
-        _save_report(con, options.run_id, f"collection:{coll.key}", report)
+        save_report(con, options.run_id, f"collection:{coll.key}", report)
     save_fragment(project, con, cat_id, coll.id)
     for s in gone_shards:
         if cache_files.get(s):
@@ -739,7 +739,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         removed_items += con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND kind='item'", (cat.id, cid)).fetchone()[0]
         shutil.rmtree(out_dir / cid, ignore_errors=True)
         shutil.rmtree(out_dir / "pgstac" / cid, ignore_errors=True)
-        shutil.rmtree(project.state_dir / "exports" / cat.id / cid, ignore_errors=True)
+        shutil.rmtree(pieces_root(project, cat.id) / cid, ignore_errors=True)
         caches = [r[0] for r in con.execute("SELECT cache_file FROM shards WHERE catalog=? AND collection=?", (cat.id, cid))]
         with st.Transaction(con):
             for table in st.COLLECTION_TABLES:
@@ -800,7 +800,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         report["validation_report"] = run.to_json()
     with st.Transaction(con):
         con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(project, con, cat, options.validate, validator), None, None, None))
-        _save_report(con, options.run_id, f"catalog:{cat.id}", report)
+        save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
 
 
@@ -809,22 +809,21 @@ _ENTRY = b'\n    %s: {\n      "sha256": "%s",\n      "size": %d\n    },'
 
 def _fragment(con, cat_id: str, coll_id: str) -> bytes:
     """The manifest entries of one collection's outputs, in path order, each ending in ','."""
-    dumps = orjson.dumps
     # every path of the collection starts with "<id>/": a range of the (catalog, path) key, in order
-    rows = con.execute(
-        "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ? AND collection=? ORDER BY path",
-        (cat_id, coll_id + "/", coll_id + "0", coll_id),
-    )
+    return _fragment_range(con, cat_id, coll_id + "/", coll_id)
+
+
+def _fragment_range(con, cat_id: str, prefix: str, collection: str | None = None) -> bytes:
+    """Manifest entries of the outputs whose path starts with ``prefix`` (``<collection>/``,
+    or ``pgstac/`` for the catalog-level exports), optionally of one collection only."""
+    sql = "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ?"
+    params: tuple = (cat_id, prefix, prefix[:-1] + "0")
+    if collection is not None:
+        sql += " AND collection=?"
+        params += (collection,)
+    dumps = orjson.dumps
+    rows = con.execute(sql + " ORDER BY path", params)
     return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
-
-
-def _fragment_range(con, cat_id: str, prefix: str) -> bytes:
-    """Manifest entries of the catalog-level outputs under ``prefix`` (e.g. ``pgstac/``)."""
-    rows = con.execute(
-        "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ? ORDER BY path",
-        (cat_id, prefix, prefix[:-1] + "0"),
-    )
-    return b"".join([_ENTRY % (orjson.dumps(path), sha.encode(), size) for path, sha, size in rows])
 
 
 def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
@@ -873,7 +872,7 @@ def remove_catalog_output(project: Project, catalog_id: str) -> None:
     shutil.rmtree(project.build_dir / catalog_id, ignore_errors=True)
     shutil.rmtree(cache_dir(project, catalog_id), ignore_errors=True)
     shutil.rmtree(project.state_dir / "manifest" / catalog_id, ignore_errors=True)
-    shutil.rmtree(project.state_dir / "exports" / catalog_id, ignore_errors=True)
+    shutil.rmtree(pieces_root(project, catalog_id), ignore_errors=True)
     st.drop_catalog(st.connect(project.state_dir), catalog_id)
 
 

@@ -21,12 +21,12 @@ import jsonpatch
 import orjson
 
 from stacgit.errors import StacgitError
+from stacgit.exports import STRUCTURAL_RELS
 from stacgit.project import Project
 from stacgit.runner import run_build
 
 MD_LIMIT = 65_000
 """GitHub's limit for a comment body is 65,536 characters."""
-_STRUCTURAL = {"self", "root", "parent", "collection"}
 _COLORS = {"added": "#2ca02c", "modified": "#ff7f0e", "deleted": "#d62728"}
 _INDEX = re.compile(r"/(\d+)(?=/|$)")
 
@@ -61,7 +61,7 @@ def _manifest(build: Path, catalog: str) -> dict[str, str]:
 
 def _comparable(doc: dict) -> dict:
     doc = dict(doc)
-    doc["links"] = [l for l in doc.get("links") or [] if l.get("rel") not in _STRUCTURAL]
+    doc["links"] = [l for l in doc.get("links") or [] if l.get("rel") not in STRUCTURAL_RELS]
     return doc
 
 
@@ -116,8 +116,6 @@ def compare(old_build: Path, new_build: Path, catalogs: list[str]) -> dict[str, 
                 if patch:
                     d.modified[item_id] = patch
                     d.footprints.append((item_id, "modified", b.get("geometry")))
-        # moved items: same id on both sides but one side's path unchanged is not read;
-        # an id seen as added and deleted in a collection is a move with new content
     return {k: v for k, v in result.items() if v.total}
 
 

@@ -26,14 +26,13 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
 from stac_geoparquet.arrow import to_parquet
 from stac_geoparquet.arrow._batch import StacJsonBatch
 
 from stacgit import columns as C
 from stacgit import state as st
-from stacgit.errors import BuildError, ConfigError
+from stacgit.errors import BuildError
 from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import extension_uses, get_mapping
@@ -56,7 +55,8 @@ _ARROW = {
 }
 _LINK = pa.struct([("href", pa.string()), ("rel", pa.string()), ("title", pa.string()), ("type", pa.string())])
 _LINK_KEYS = frozenset(_LINK.names)
-_PGSTAC_DROP_RELS = {"self", "root", "parent", "collection"}
+STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection"})
+"""Links the static catalog makes with relative hrefs; meaningless outside it."""
 
 
 def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
@@ -191,7 +191,7 @@ def _wkb(geometries: list) -> np.ndarray:
 def pgstac_line(item: dict) -> bytes:
     """An item as ``pypgstac load`` takes it: compact JSON, without the relative structural
     links of the static catalog (pgstac and its API make their own)."""
-    links = [l for l in item.get("links") or [] if not (l.get("rel") in _PGSTAC_DROP_RELS and "://" not in str(l.get("href", "")))]
+    links = [l for l in item.get("links") or [] if not (l.get("rel") in STRUCTURAL_RELS and "://" not in str(l.get("href", "")))]
     return orjson.dumps({**item, "links": links}, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
@@ -216,13 +216,12 @@ def _item_start(path: Path) -> str:
     return item_time_range(orjson.loads(path.read_bytes()))[0]
 
 
-def _read(out_dir: Path, members: list[_Member]) -> Iterator[tuple[_Member, dict, bytes]]:
+def _read(out_dir: Path, members: list[_Member]) -> Iterator[tuple[_Member, dict]]:
     for m in members:
-        raw = (out_dir / m.path).read_bytes()
-        yield m, orjson.loads(raw), raw
+        yield m, orjson.loads((out_dir / m.path).read_bytes())
 
 
-def write_partition(out_dir: Path, tmp_dir: Path, members: list[_Member], schema: pa.Schema, prepared: Prepared, collection_doc: dict, parquet_tmp: Path | None, piece_tmp: Path) -> list[tuple[str, int, int]]:
+def write_partition(out_dir: Path, members: list[_Member], schema: pa.Schema, prepared: Prepared, collection_doc: dict, parquet_tmp: Path | None, piece_tmp: Path) -> list[tuple[str, int, int]]:
     """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files.
     Returns (item_id, offset, length) of each item's line in the piece."""
     offsets = []
@@ -234,7 +233,7 @@ def write_partition(out_dir: Path, tmp_dir: Path, members: list[_Member], schema
             chunk = members[start : start + BATCH]
             rows = []
             lines = []
-            for m, item, _ in _read(out_dir, chunk):
+            for m, item in _read(out_dir, chunk):
                 line = pgstac_line(item)
                 lines.append(line)
                 offsets.append((m.item_id, pos, len(line)))
@@ -321,19 +320,41 @@ def export_reason(project: Project, coll: CollectionSpec) -> str | None:
         return "config changed"
     if row[1] is None or row[1] != _collection_input(con, coll):
         return "items changed"
-    out_dir = project.build_dir / coll.catalog_id
-    for part, sha, size in con.execute("SELECT part, sha256, size FROM export_parts WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)):
-        if sha is not None:
-            f = out_dir / coll.id / "parquet" / f"{part}.parquet"
-            if not f.exists() or f.stat().st_size != size:
-                return "output missing or modified"
-    if coll.pgstac and not (out_dir / items_ndjson_path(coll)).exists():
+    if _damaged_parts(project, con, coll, _known_parts(con, coll)):
+        return "output missing or modified"
+    if coll.pgstac and not (project.build_dir / coll.catalog_id / items_ndjson_path(coll)).exists():
         return "output missing"
     return None
 
 
+def _known_parts(con, coll: CollectionSpec) -> dict[str, tuple]:
+    """Partition -> (sha256, size) of its parquet file, as the last export wrote it."""
+    rows = con.execute("SELECT part, sha256, size FROM export_parts WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id))
+    return {r[0]: r[1:] for r in rows}
+
+
+def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str, tuple]) -> set[str]:
+    """Partitions whose parquet file or pgstac piece is missing, or whose parquet file
+    changed size, since the last export (deleted or edited by hand)."""
+    parquet_dir = project.build_dir / coll.catalog_id / coll.id / "parquet"
+    pdir = pieces_dir(project, coll)
+    damaged = set()
+    for part, (_, size) in known.items():
+        pq_path = parquet_dir / f"{part}.parquet"
+        if coll.geoparquet and (not pq_path.exists() or pq_path.stat().st_size != size):
+            damaged.add(part)
+        if not (pdir / f"{part}.ndjson").exists():
+            damaged.add(part)
+    return damaged
+
+
+def pieces_root(project: Project, catalog_id: str) -> Path:
+    """Where a catalog's pgstac pieces live: ``.stacgit/exports/<catalog>/<collection>/``."""
+    return project.state_dir / "exports" / catalog_id
+
+
 def pieces_dir(project: Project, coll: CollectionSpec) -> Path:
-    return project.state_dir / "exports" / coll.catalog_id / coll.id
+    return pieces_root(project, coll.catalog_id) / coll.id
 
 
 def items_ndjson_path(coll: CollectionSpec) -> str:
@@ -383,14 +404,9 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     removed = [i for i in prior if i not in current]
     for i in removed:
         dirty.add(prior[i][1])
-    known_parts = {r[0]: r[1:] for r in con.execute("SELECT part, sha256, size FROM export_parts WHERE catalog=? AND collection=?", key)}
+    known_parts = _known_parts(con, coll)
     pdir = pieces_dir(project, coll)
-    for part, (sha, size) in known_parts.items():  # an output or piece missing or changed by hand
-        pq_path = out_dir / coll.id / "parquet" / f"{part}.parquet"
-        if gp and (not pq_path.exists() or pq_path.stat().st_size != size):
-            dirty.add(part)
-        if not (pdir / f"{part}.ndjson").exists():
-            dirty.add(part)
+    dirty |= _damaged_parts(project, con, coll, known_parts)
     if config_changed:
         dirty |= set(members) | set(known_parts)
     for part in members:
@@ -418,7 +434,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
         try:
-            offsets = write_partition(out_dir, tmp_dir, group, schema, prepared, coll_doc, pq_tmp, piece_tmp)
+            offsets = write_partition(out_dir, group, schema, prepared, coll_doc, pq_tmp, piece_tmp)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
@@ -537,7 +553,7 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
 
     if pg:
         moved = [(r[0], r[1]) for r in upserts if r[7] is not None and r[8] != r[3]]
-        read = piece_reader(project, cat.id)
+        pieces = PieceReader(project, cat.id)
         tmp = project.state_dir / "tmp" / f"{cat.id}.changes.ndjson.tmp"
         try:
             with open(tmp, "wb") as out:
@@ -546,9 +562,9 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
                 moved_set = set(moved)
                 for r in sorted(upserts, key=lambda r: (r[0], r[4], r[5])):
                     op = b"insert" if (r[0], r[1]) in moved_set or r[7] is None else b"upsert"
-                    out.write(b'{"item":' + read(r[0], r[4], r[5], r[6])[:-1] + b',"op":"' + op + b'"}\n')
+                    out.write(b'{"item":' + pieces.read(r[0], r[4], r[5], r[6])[:-1] + b',"op":"' + op + b'"}\n')
         finally:
-            read.close()
+            pieces.close()
         os.replace(tmp, out_dir / "pgstac" / "changes.ndjson")
     with st.Transaction(con):
         con.execute("DELETE FROM fed WHERE catalog=?", (cat.id,))
@@ -556,23 +572,24 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
     return counts
 
 
-def piece_reader(project: Project, catalog_id: str):
-    """``read(collection, part, offset, length) -> bytes`` over the pgstac pieces."""
-    files: dict[tuple[str, str], Any] = {}
+class PieceReader:
+    """Lines of the pgstac pieces by (collection, partition, offset, length); files stay open
+    until :meth:`close`."""
 
-    def read(collection: str, part: str, off: int, length: int) -> bytes:
-        f = files.get((collection, part))
+    def __init__(self, project: Project, catalog_id: str):
+        self.root = pieces_root(project, catalog_id)
+        self.files: dict[tuple[str, str], Any] = {}
+
+    def read(self, collection: str, part: str, off: int, length: int) -> bytes:
+        f = self.files.get((collection, part))
         if f is None:
-            f = files[(collection, part)] = open(project.state_dir / "exports" / catalog_id / collection / f"{part}.ndjson", "rb")
+            f = self.files[(collection, part)] = open(self.root / collection / f"{part}.ndjson", "rb")
         f.seek(off)
         return f.read(length)
 
-    def close() -> None:
-        for f in files.values():
+    def close(self) -> None:
+        for f in self.files.values():
             f.close()
 
-    read.close = close  # type: ignore[attr-defined]
-    return read
 
-
-__all__ = ["export_collection", "item_columns", "json_schema", "pgstac_line", "sha256_bytes"]
+__all__ = ["export_collection", "catalog_exports", "export_reason", "item_columns", "json_schema", "pgstac_line"]

@@ -117,7 +117,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
         con = st.connect(project.state_dir)
         b.save_fragment(project, con, catalog_id, collection_id)
         with st.Transaction(con):
-            b._save_report(con, options.run_id, unit, report)
+            b.save_report(con, options.run_id, unit, report)
     except (StacgitError, OSError) as exc:
         return _fail(unit, root, options.run_id, exc)
     return True

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -104,4 +103,3 @@ def test_pr_workflow_run_steps_work_in_a_clone(tmp_path, schema_mirror):
     post = gh[-1]
     assert post[:4] == ["api", "--method", "POST", "repos/example/catalog/issues/7/comments"]
     assert post[-1].startswith("body=<!-- stacgit-change-summary -->\n## stacgit change summary")
-    shutil.rmtree(clone / ".stacgit", ignore_errors=True)
