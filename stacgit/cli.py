@@ -364,5 +364,37 @@ def diff(repo: str, base: str | None, old: Path | None, fmt: str, out: Path | No
     sys.exit(1 if exit_code and changed else 0)
 
 
+@cli.command()
+@click.argument("catalog", required=False)
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--to", "to", required=True, metavar="URL", help="s3://bucket[/prefix] or file:///path; each catalog goes to <URL>/<catalog-id>/.")
+@click.option("--endpoint-url", metavar="URL", help="S3-compatible endpoint (MinIO, R2, moto...); AWS_ENDPOINT_URL_S3 works too.")
+@click.option("--base-url", metavar="URL", help="Public URL of --to: links become absolute under <URL>/<catalog-id>/ (default: catalog.yaml publish.base_url).")
+@click.option("--prune", is_flag=True, help="Delete what the build no longer has, after the new root is live.")
+@click.option("--dry-run", "dry_run", is_flag=True, help="Say what would be uploaded and deleted; change nothing.")
+@click.option("--force", is_flag=True, help="Publish over a target someone else published since this build's base.")
+@click.option("--verify", is_flag=True, help="Audit the target (LIST + HEAD) against the manifest and repair drift.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True, help="Parallel uploads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, base_url: str | None, prune: bool, dry_run: bool, force: bool, verify: bool, concurrency: int, as_json: bool) -> None:
+    """Upload what changed since the last publish: items and partitions first, the root last.
+
+    Credentials come from the standard AWS chain (environment, ~/.aws, roles) and are never
+    printed. Exit 1 when the publish failed or was refused; rerunning finishes an interrupted one."""
+    from stacgit.publishing import format_summary, run_publish
+
+    try:
+        summary = run_publish(
+            _project(repo), to, catalog, endpoint_url=endpoint_url, base_url=base_url, prune=prune, dry_run=dry_run,
+            force=force, verify=verify, concurrency=concurrency, progress=not as_json,
+        )
+    except StacgitError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(summary)
+    else:
+        click.echo(format_summary(summary))
+
+
 def main() -> None:
     cli()

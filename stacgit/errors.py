@@ -6,6 +6,8 @@ StacgitError
  +-- MappingError       a record cannot be mapped to an item
  +-- PlanError          the build cannot be planned (duplicate ids, unsafe ids, lock held)
  +-- BuildError         a build step failed
+ +-- PublishError       a publish cannot start or did not finish (the live root stays complete)
+      +-- StalePublishError  the target was published from elsewhere since this build's base
 """
 
 from __future__ import annotations
@@ -42,3 +44,12 @@ class PlanError(StacgitError):
 
 class BuildError(StacgitError):
     """A build step failed."""
+
+
+class PublishError(StacgitError):
+    """A publish cannot start or did not finish. Whatever was uploaded is complete content the
+    live root does not point at yet; rerunning the publish finishes it."""
+
+
+class StalePublishError(PublishError):
+    """The target's manifest changed since this build's base: someone else published."""

@@ -54,3 +54,28 @@ def commit_times(root: Path, paths: list[str]) -> dict[str, str]:
 
 def clear_cache() -> None:
     _CACHE.clear()
+
+
+def head_commit(root: Path) -> tuple[str | None, bool]:
+    """(commit id of HEAD, whether the working tree differs from it), or (None, False) when
+    ``root`` is not in a git repository. Untracked files count only outside git's ignores."""
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+        return repo.head.commit.hexsha, bool(repo.git.status("--porcelain", "--untracked-files=normal"))
+    except (ImportError, ValueError, OSError, git.exc.GitError):
+        return None, False
+
+
+def is_ancestor(root: Path, ancestor: str, commit: str) -> bool | None:
+    """Whether ``ancestor`` is ``commit`` or in its history; None when git cannot tell (the
+    ancestor is not in this clone, e.g. a shallow checkout or another branch not fetched)."""
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+        repo.commit(ancestor)
+        return repo.is_ancestor(ancestor, commit)
+    except (ImportError, ValueError, OSError, git.exc.GitError, git.exc.BadName, git.exc.BadObject):
+        return None
