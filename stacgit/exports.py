@@ -524,6 +524,9 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
         with st.Transaction(con):
             con.execute("DELETE FROM outputs WHERE catalog=? AND path='pgstac/collections.ndjson'", (cat.id,))
 
+    # the first feed on this machine (no state yet, e.g. a CI runner without a cache) lists every
+    # item: it is marked a snapshot, so a consumer knows anything it has beyond it was deleted
+    snapshot = con.execute("SELECT 1 FROM fed WHERE catalog=? LIMIT 1", (cat.id,)).fetchone() is None
     q = (
         "SELECT e.collection, e.item_id, e.sha256, e.sort, e.part, e.off, e.len, f.sha256, f.sort FROM exported e "
         "LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
@@ -548,7 +551,8 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
     entries = orjson.loads(index_path.read_bytes())["feeds"] if index_path.exists() else []
     if feed:
         writer.write(f"changes/{name}", feed_bytes)
-        entries = [{"href": f"./{name}", **counts}] + [e for e in entries if e["href"] != f"./{name}"]
+        entry = {"href": f"./{name}", **counts, **({"snapshot": True} if snapshot else {})}
+        entries = [entry] + [e for e in entries if e["href"] != f"./{name}"]
     writer.write(FEED_INDEX, orjson.dumps({"feeds": entries}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
 
     if pg:

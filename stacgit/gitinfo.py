@@ -56,14 +56,15 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def head_commit(root: Path) -> tuple[str | None, bool]:
-    """(commit id of HEAD, whether the working tree differs from it), or (None, False) when
-    ``root`` is not in a git repository. Untracked files count only outside git's ignores."""
+def head_commit(root: Path, dirty: bool = False) -> tuple[str | None, bool]:
+    """(commit id of HEAD, whether the working tree differs from it when ``dirty`` is asked
+    for, else False), or (None, False) when ``root`` is not in a git repository."""
     import git
 
     try:
         repo = git.Repo(root, search_parent_directories=True)
-        return repo.head.commit.hexsha, bool(repo.git.status("--porcelain", "--untracked-files=normal"))
+        changed = dirty and bool(repo.git.status("--porcelain", "--untracked-files=normal"))
+        return repo.head.commit.hexsha, changed
     except (ImportError, ValueError, OSError, git.exc.GitError):
         return None, False
 

@@ -407,7 +407,7 @@ def execute(project: Project, plan: CatalogPlan, *, prune: bool, force: bool, co
     changed = plan.uploads or (prune and plan.deletes) or orphans != (remote.get("orphans") or {}) or plan.remote is None
     if not changed:
         return remote
-    head, dirty = gitinfo.head_commit(project.root)
+    head, dirty = gitinfo.head_commit(project.root, dirty=True)
     doc = {
         "base_url": plan.base_url,
         "catalog": plan.catalog,

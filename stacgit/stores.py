@@ -12,6 +12,7 @@ S3 store is opened, so ``stacgit --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -158,17 +159,7 @@ class S3Store:
     throttling, 5xx and connection errors), timeouts always set."""
 
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None, concurrency: int):
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            retries={"max_attempts": 10, "mode": "standard"},
-            max_pool_connections=max(10, concurrency),
-            connect_timeout=10,
-            read_timeout=120,
-            s3={"addressing_style": "path"} if endpoint_url else {},
-        )
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+        self.client = _s3_client(endpoint_url, concurrency)
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
@@ -266,6 +257,22 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._fail(exc, "HEAD", rel) from None
         return resp.get("Metadata", {}).get(META_SHA256, "")
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client(endpoint_url: str | None, concurrency: int):
+    """One client per endpoint for the whole run (they are thread-safe and slow to create)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 10, "mode": "standard"},
+        max_pool_connections=max(10, concurrency),
+        connect_timeout=10,
+        read_timeout=120,
+        s3={"addressing_style": "path"} if endpoint_url else {},
+    )
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def _describe(exc: Exception) -> str:

@@ -196,6 +196,7 @@ def test_change_feed_and_pgstac_changes(repo):
     assert {"rel": "monitor", "href": "./changes/index.json"}.items() <= next(l for l in root["links"] if l["rel"] == "monitor").items()
     index = orjson.loads((repo / "build" / "shift" / "changes" / "index.json").read_bytes())["feeds"]
     assert len(index) == 1 and index[0]["added"] == 33 and index[0]["deleted"] == 0
+    assert index[0]["snapshot"] is True  # the first feed lists every item
     # move one flight line's datetime (its id encodes the time), change another, delete a third
     lines = (repo / CSV).read_text().splitlines(keepends=True)
     header, rows = lines[0], lines[1:]
