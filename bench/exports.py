@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from generate import edit_records  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -63,15 +66,7 @@ def main() -> None:
         out.unlink(missing_ok=True)
         theirs.append(timed([str(VENV_BIN / "rustac"), "translate", str(ndjson), str(out)], args.work))
     # a 1,000-record change
-    sources = sorted((repo / "catalogs").rglob("*.ndjson"))
-    per_file = max(1, 1000 // len(sources))
-    edited = 0
-    for src in sources:
-        lines = src.read_bytes().splitlines(keepends=True)
-        for i in range(min(per_file, len(lines), 1000 - edited)):
-            lines[i] = lines[i].replace(b'"cloud_cover":', b'"cloud_cover":1', 1)
-            edited += 1
-        src.write_bytes(b"".join(lines))
+    edit_records(repo, 1000)
     change = timed([stacgit, "build", "--no-validate", "--json"], repo)
     partitions = len(list((cat / coll / "parquet").glob("*.parquet")))
     result = {

@@ -122,6 +122,21 @@ def write_repo(repo: Path, items: int, collections: int, max_items: int = 1000) 
     return counts
 
 
+def edit_records(repo: Path, n: int = 1000) -> int:
+    """Change ``n`` source records of a generated repository (their cloud cover), spread over
+    its source files; returns how many were changed."""
+    sources = sorted((repo / "catalogs").rglob("*.ndjson"))
+    per_file = -(-n // len(sources))
+    edited = 0
+    for src in sources:
+        lines = src.read_bytes().splitlines(keepends=True)
+        for i in range(min(per_file, len(lines), n - edited)):
+            lines[i] = lines[i].replace(b'"cloud_cover":', b'"cloud_cover":1', 1)
+            edited += 1
+        src.write_bytes(b"".join(lines))
+    return edited
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, required=True)

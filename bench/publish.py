@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from generate import edit_records  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 ENV = {
     **os.environ,
@@ -103,15 +106,7 @@ def main() -> None:
             noop_theirs.append(wall)
 
         before = build_files(cat_dir)
-        sources = sorted((repo / "catalogs").rglob("*.ndjson"))
-        per_file = -(-1000 // len(sources))
-        edited = 0
-        for src in sources:
-            lines = src.read_bytes().splitlines(keepends=True)
-            for i in range(min(per_file, len(lines), 1000 - edited)):
-                lines[i] = lines[i].replace(b'"cloud_cover":', b'"cloud_cover":1', 1)
-                edited += 1
-            src.write_bytes(b"".join(lines))
+        edited = edit_records(repo, 1000)
         run([stacgit, "build", "--no-validate"], repo)
         after = build_files(cat_dir)
         changed = sorted(rel for rel, data in after.items() if before.get(rel) != data)

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from stac_server import free_port
+from stac_server import QuietHandler, free_port, serve_in_thread
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "AKIASTACGITTESTKEY01",
@@ -86,15 +85,9 @@ class ThrottlingProxy:
         self.client = httpx.Client(timeout=60)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 with proxy.lock:
                     if self.command == "PUT":
                         proxy.puts += 1
@@ -117,20 +110,9 @@ class ThrottlingProxy:
                 out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP and k.lower() != "content-encoding"}
                 return self._send(resp.status_code, resp.content, out)
 
-            def _send(self, code: int, data: bytes, headers: dict):
-                self.send_response(code)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_in_thread(self.port, Handler)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -48,6 +48,35 @@ def make_items(n: int, collection: str = "c1", year: int = 2020) -> list[dict]:
     return items
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive handler that logs nothing, with body reading and replies."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, code: int, data: bytes, headers: dict | None = None):
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def serve_in_thread(port: int, handler: type) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class FaultProxy:
     def __init__(self):
         self.port = free_port()
@@ -61,15 +90,9 @@ class FaultProxy:
         self.client = httpx.Client(timeout=30)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self.read_body()
                 with proxy.lock:
                     fault = proxy.plan.pop(0) if proxy.plan else "ok"
                     for pred, f in proxy.rules:
@@ -103,21 +126,10 @@ class FaultProxy:
                     data = json.dumps(doc).encode()
                 return self._send(resp.status_code, data, {"Content-Type": resp.headers.get("content-type", "application/json")})
 
-            def _send(self, code: int, data: bytes, headers: dict | None = None):
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             do_GET = _handle
             do_POST = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve_in_thread(self.port, Handler)
 
     def close(self) -> None:
         self.server.shutdown()
