@@ -3,7 +3,6 @@ their stored verdicts) or of any STAC files, and pinning schemas into the reposi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import orjson
 
 from stacgit import state as st
 from stacgit.errors import ConfigError, StacgitError
+from stacgit.hashing import pretty_json, sha256_file
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import Project
 from stacgit.schemas import SchemaStore, SchemaUnavailable, pull
@@ -119,9 +119,9 @@ def pull_schemas(project: Project, dest: Path | None = None, online: bool = True
     for path in sorted(dest.rglob("*")):
         if path.is_file() and path.name != LOCK_FILE:
             rel = path.relative_to(dest).as_posix()
-            lock["https://" + rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            lock["https://" + rel] = sha256_file(str(path))
     if lock:
-        (dest / LOCK_FILE).write_bytes(orjson.dumps(lock, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        (dest / LOCK_FILE).write_bytes(pretty_json(lock))
     return {
         "referenced": sorted(urls),
         "written": written,

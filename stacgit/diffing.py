@@ -21,9 +21,11 @@ import jsonpatch
 import orjson
 
 from stacgit.errors import StacgitError
+from stacgit.hashing import canonical_json, pretty_json
 from stacgit.exports import STRUCTURAL_RELS
 from stacgit.project import Project
 from stacgit.runner import run_build
+from stacgit.writers import read_manifest
 
 MD_LIMIT = 65_000
 """GitHub's limit for a comment body is 65,536 characters."""
@@ -53,10 +55,7 @@ class CollectionDiff:
 
 
 def _manifest(build: Path, catalog: str) -> dict[str, str]:
-    path = build / catalog / "manifest.json"
-    if not path.exists():
-        return {}
-    return {p: e["sha256"] for p, e in orjson.loads(path.read_bytes())["files"].items()}
+    return {p: e["sha256"] for p, e in (read_manifest(build / catalog) or {}).items()}
 
 
 def _comparable(doc: dict) -> dict:
@@ -287,8 +286,8 @@ def write_outputs(out: Path, data: dict, geo: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "summary.md": summary_markdown(data).encode(),
-        "summary.json": orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n",
-        "changes.geojson": orjson.dumps(geo, option=orjson.OPT_SORT_KEYS) + b"\n",
+        "summary.json": pretty_json(data),
+        "changes.geojson": canonical_json(geo) + b"\n",
     }
     for name, data_ in files.items():
         (out / name).write_bytes(data_)

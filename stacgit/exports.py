@@ -33,10 +33,11 @@ from stac_geoparquet.arrow._batch import StacJsonBatch
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
-from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
+from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
+from stacgit.writers import FEED_INDEX
 
 EXPORT_VERSION = "1"
 BATCH = 2000
@@ -498,8 +499,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     }
 
 
-FEED_LINK = {"rel": "monitor", "href": "./changes/index.json", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
-FEED_INDEX = "changes/index.json"
+FEED_LINK = {"rel": "monitor", "href": f"./{FEED_INDEX}", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
 
 
 def catalog_exports(project: Project, con, cat, writer) -> dict:
@@ -553,7 +553,7 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
         writer.write(f"changes/{name}", feed_bytes)
         entry = {"href": f"./{name}", **counts, **({"snapshot": True} if snapshot else {})}
         entries = [entry] + [e for e in entries if e["href"] != f"./{name}"]
-    writer.write(FEED_INDEX, orjson.dumps({"feeds": entries}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    writer.write(FEED_INDEX, pretty_json({"feeds": entries}))
 
     if pg:
         moved = [(r[0], r[1]) for r in upserts if r[7] is not None and r[8] != r[3]]

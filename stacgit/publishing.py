@@ -33,14 +33,12 @@ from stacgit.errors import PublishError, StalePublishError
 from stacgit.hashing import pretty_json, sha256_bytes, sha256_file
 from stacgit.project import Project
 from stacgit.stores import LARGE, Conflict, Store, Target, check_rel, open_store
+from stacgit.writers import FEED_INDEX, GEOJSON, JSON, read_manifest
 
 MANIFEST = ".stacgit/manifest.json"
 FEED_DIR = "changes/"
-FEED_INDEX = "changes/index.json"
 FORMAT = 1
 
-JSON = "application/json"
-GEOJSON = "application/geo+json"
 PARQUET = "application/vnd.apache.parquet"
 NDJSON = "application/x-ndjson"
 
@@ -161,11 +159,11 @@ class CatalogPlan:
 def _read_build_manifest(out_dir: Path, catalog: str) -> dict[str, dict]:
     path = out_dir / "manifest.json"
     try:
-        files = orjson.loads(path.read_bytes())["files"]
-    except FileNotFoundError:
-        raise PublishError(f"{path}: no build of catalog '{catalog}': run stacgit build first") from None
+        files = read_manifest(out_dir)
     except (orjson.JSONDecodeError, KeyError, TypeError):
         raise PublishError(f"{path}: not a stacgit build manifest: run stacgit build") from None
+    if files is None:
+        raise PublishError(f"{path}: no build of catalog '{catalog}': run stacgit build first")
     for rel in files:
         check_rel(rel, str(path))
     return files
@@ -399,7 +397,7 @@ def execute(project: Project, plan: CatalogPlan, *, prune: bool, force: bool, co
                 sent += entry["size"]
         if prune and plan.deletes:
             batches = [plan.deletes[i : i + 1000] for i in range(0, len(plan.deletes), 1000)]
-            _parallel(plan.store.delete, batches, min(concurrency, 8), lambda _: None)
+            _parallel(plan.store.delete, batches, min(concurrency, 8))
             bar.advance(n=len(plan.deletes))
     finally:
         bar.close()

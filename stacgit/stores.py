@@ -187,6 +187,7 @@ class S3Store:
         return {"ContentType": content_type, "CacheControl": cache_control, "Metadata": {META_SHA256: sha256}}
 
     def put(self, rel: str, data: bytes | Path, *, content_type: str, cache_control: str, sha256: str) -> None:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
         key, args = self._key(rel), self._args(content_type, cache_control, sha256)
@@ -198,9 +199,7 @@ class S3Store:
             else:
                 body = data.read_bytes() if isinstance(data, Path) else data
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **args)
-        except (BotoCoreError, ClientError) as exc:
-            raise self._fail(exc, "PUT", rel) from None
-        except Exception as exc:  # boto3's transfer manager wraps errors in its own types
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:  # the last: boto3's multipart transfer
             raise self._fail(exc, "PUT", rel) from None
 
     def put_if(self, rel: str, data: bytes, *, content_type: str, cache_control: str, sha256: str, tag: str | None) -> None:

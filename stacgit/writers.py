@@ -12,11 +12,15 @@ import posixpath
 from pathlib import Path
 from typing import Any, Callable
 
+import orjson
+
 from stacgit.hashing import pretty_json
 
 STAC_VERSION = "1.1.0"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
+FEED_INDEX = "changes/index.json"
+"""The change feed's index, relative to a catalog's build (and published) root."""
 
 _counter = itertools.count()
 
@@ -185,3 +189,12 @@ def render_collection(coll_id: str, meta: dict, path: str, root: str, extent: di
     if transform is not None:
         doc = transform(doc)
     return pretty_json(doc)
+
+
+def read_manifest(cat_dir: Path) -> dict[str, dict] | None:
+    """The ``files`` of a catalog build's ``manifest.json`` (path -> {sha256, size}), or None
+    when there is no build. A malformed manifest raises orjson / KeyError / TypeError."""
+    try:
+        return orjson.loads((cat_dir / "manifest.json").read_bytes())["files"]
+    except FileNotFoundError:
+        return None
