@@ -37,7 +37,7 @@ def validate_paths(paths: list[str], project: Project | None, online: bool, jobs
     if missing:
         raise StacgitError(f"{missing[0]}: no such file, directory or catalog")
     store = SchemaStore.open(project.root if project else None, online=online)
-    report, _ = validate_targets(Validator(store, project.root if project else None), collect_targets(paths), jobs)
+    report, _ = validate_targets(Validator(store, project.root if project else None), collect_targets(paths, jobs), jobs)
     return report
 
 

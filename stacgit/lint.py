@@ -7,6 +7,7 @@ best-practice misses. Duplicate ids need every document and are found by the cal
 
 from __future__ import annotations
 
+import functools
 import math
 import posixpath
 import re
@@ -17,6 +18,7 @@ from stacgit.geo import coords_bbox
 
 STRUCTURAL_RELS = frozenset({"self", "root", "parent", "child", "item", "collection"})
 DATETIME_FIELDS = ("datetime", "start_datetime", "end_datetime", "created", "updated", "published", "expires", "unpublished")
+_DATETIME_SET = frozenset(DATETIME_FIELDS)
 _TZ = re.compile(r"(Z|z|[+-]\d{2}:\d{2})$")
 _LOCAL = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")
 BBOX_TOLERANCE = 1e-6
@@ -49,20 +51,14 @@ KNOWN_PREFIXES: dict[str, str] = {
     }.items()
 }
 
-_prefix_cache: dict[str, str] | None = None
-
-
+@functools.cache
 def prefix_table() -> dict[str, str]:
-    global _prefix_cache
-    if _prefix_cache is None:
-        table = dict(KNOWN_PREFIXES)
-        for ext in all_extensions():
-            if ext.schema_uri:
-                base = ext.schema_uri
-                for p in ext.prefixes:
-                    table.setdefault(p, base)
-        _prefix_cache = table
-    return _prefix_cache
+    table = dict(KNOWN_PREFIXES)
+    for ext in all_extensions():
+        if ext.schema_uri:
+            for p in ext.prefixes:
+                table.setdefault(p, ext.schema_uri)
+    return table
 
 
 
@@ -79,7 +75,7 @@ def lint(doc: dict, path: str | None = None, root: str | None = None) -> list[Pr
 
 
 def _href_problems(href: Any, where: tuple, rule: str) -> list[Problem]:
-    if not isinstance(href, str):
+    if not isinstance(href, str) or href.startswith(("https://", "http://", "s3://", "./", "../")):
         return []
     if href.startswith("file:"):
         return [Problem(f"lint:{rule}", "file:// href (a local file, unreachable for users)", json_pointer(*where, "href"))]
@@ -88,8 +84,23 @@ def _href_problems(href: Any, where: tuple, rule: str) -> list[Problem]:
     return []
 
 
+def _escapes(dir_depth: int, href: str) -> bool:
+    """Whether a relative ``href`` from a folder ``dir_depth`` levels below the root leaves
+    the tree (what ``normpath(join(folder, href))`` starting with ``..`` means)."""
+    depth = dir_depth
+    for seg in href.split("#", 1)[0].split("?", 1)[0].split("/"):
+        if seg == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif seg and seg != ".":
+            depth += 1
+    return False
+
+
 def _links(doc: dict, path: str | None, root: str | None) -> list[Problem]:
     out = []
+    depth = posixpath.normpath(path).count("/") if path is not None and root is not None else None
     for i, link in enumerate(doc.get("links") or []):
         if not isinstance(link, dict):
             continue
@@ -98,32 +109,32 @@ def _links(doc: dict, path: str | None, root: str | None) -> list[Problem]:
         if found or not isinstance(href, str):
             out += found
             continue
-        absolute = "://" in href.split("?", 1)[0]
-        if absolute:
+        if "://" in href.split("?", 1)[0]:
             if link.get("rel") in STRUCTURAL_RELS:
                 out.append(Problem("lint:link-absolute", f"absolute '{link.get('rel')}' link in a self-contained catalog (relative hrefs move with the catalog)", json_pointer("links", i, "href"), "warning"))
-        elif path is not None and root is not None:
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(path), href.split("#", 1)[0].split("?", 1)[0]))
-            if target == ".." or target.startswith("../") or posixpath.isabs(target):
-                out.append(Problem("lint:link-outside", "link points outside the catalog", json_pointer("links", i, "href")))
+        elif depth is not None and _escapes(depth, href):
+            out.append(Problem("lint:link-outside", "link points outside the catalog", json_pointer("links", i, "href")))
     return out
 
 
 def _assets(doc: dict) -> list[Problem]:
-    out = []
     assets = doc.get("assets") or {}
     if not isinstance(assets, dict):
-        return out
-    for key, asset in sorted(assets.items()):
+        return []
+    found: list[tuple[str, list[Problem]]] = []
+    for key, asset in assets.items():
         if not isinstance(asset, dict):
             continue
-        out += _href_problems(asset.get("href"), ("assets", key), "asset-href")
+        out = _href_problems(asset.get("href"), ("assets", key), "asset-href")
         if not asset.get("type"):
             out.append(Problem("lint:asset-type", "asset has no media type", json_pointer("assets", key), "warning"))
         if not asset.get("roles"):
             out.append(Problem("lint:asset-roles", "asset has no roles", json_pointer("assets", key), "warning"))
-        out += _datetimes(asset, ("assets", key))
-    return out
+        if not _DATETIME_SET.isdisjoint(asset):
+            out += _datetimes(asset, ("assets", key))
+        if out:
+            found.append((key, out))
+    return [p for _, problems in sorted(found, key=lambda kv: kv[0]) for p in problems]
 
 
 def _geometry(doc: dict) -> list[Problem]:
@@ -170,32 +181,44 @@ def _datetimes(obj: dict, where: tuple) -> list[Problem]:
 
 _BARE_FIELDS = {"alternate"}  # extension fields named like their prefix
 _SKIP = frozenset(("links", "geometry", "bbox", "stac_extensions", "extent"))
+_NOTHING: frozenset = frozenset()
+_CONTAINERS = (dict, list)
 
 
-def _used_prefixes(node: Any, used: set[str], depth: int = 0, skip: frozenset = frozenset()) -> None:
-    """Add the extension prefixes of every key in ``node`` (``skip``: keys of this level not
-    to look at) to ``used``."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k in skip:
-                continue
-            i = k.find(":")
-            if i > 0:
-                used.add(k[:i])
-            elif k in _BARE_FIELDS:
-                used.add(k)
-            if depth < 6 and isinstance(v, (dict, list)) and v:
-                _used_prefixes(v, used, depth + 1)
-    else:
-        for v in node:
-            if depth < 6 and isinstance(v, (dict, list)) and v:
-                _used_prefixes(v, used, depth + 1)
+def _used_prefixes(doc: dict) -> set[str]:
+    """The extension prefixes of every key of ``doc`` (six levels deep), except under the
+    top-level keys in ``_SKIP``."""
+    used: set[str] = set()
+    stack: list[tuple[Any, int, frozenset]] = [(doc, 0, _SKIP)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth, skip = pop()
+        deeper = depth < 6
+        if type(node) is dict:
+            for k, v in node.items():
+                if k in skip:
+                    continue
+                if ":" in k:
+                    used.add(k.partition(":")[0])
+                elif k in _BARE_FIELDS:
+                    used.add(k)
+                if deeper and v and type(v) in _CONTAINERS:
+                    push((v, depth + 1, _NOTHING))
+        elif deeper:
+            for v in node:
+                if v and type(v) in _CONTAINERS:
+                    push((v, depth + 1, _NOTHING))
+    return used
+
+
+@functools.lru_cache(maxsize=1024)
+def _uri_prefixes(uri: str) -> tuple[str, ...]:
+    return tuple(p for p, base in prefix_table().items() if uri.startswith(base))
 
 
 def _extension_fields(doc: dict) -> list[Problem]:
     table = prefix_table()
-    used: set[str] = set()
-    _used_prefixes(doc, used, 0, _SKIP)
+    used = _used_prefixes(doc)
     declared = [u for u in doc.get("stac_extensions") or [] if isinstance(u, str)]
     out = []
     for prefix in sorted(used):
@@ -203,7 +226,7 @@ def _extension_fields(doc: dict) -> list[Problem]:
         if base is not None and not any(u.startswith(base) for u in declared):
             out.append(Problem("lint:extension-uri", f"'{prefix}:' fields present but no {base}… schema in stac_extensions", "/stac_extensions", "warning"))
     for i, uri in enumerate(declared):
-        prefixes = [p for p, base in table.items() if uri.startswith(base)]
+        prefixes = _uri_prefixes(uri)
         if prefixes and not any(p in used for p in prefixes):
             out.append(Problem("lint:extension-fields", f"extension declared but none of its '{prefixes[0]}:' fields is present", json_pointer("stac_extensions", i), "warning"))
     return out

@@ -11,6 +11,7 @@ both give the same verdict on every document of the test corpus.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -391,37 +392,100 @@ def read_documents(file: str) -> Iterator[tuple[str, dict | None, str | None]]:
     yield file, doc, None if isinstance(doc, dict) else "not a JSON object"
 
 
+@dataclass(frozen=True)
+class Subtree:
+    """A directory of a tree, walked (sorted, like :func:`collect_targets`) by the worker that
+    validates its files, so a large tree is listed in parallel and never held as one list."""
+
+    dir: str
+    root: str
+
+
+_DOC_SUFFIXES = (".json", ".geojson", ".ndjson", ".jsonl")
+
+
+def _listing(d: str) -> tuple[list[str], list[str]]:
+    """Sorted (document file names, sub-directory names) of a directory."""
+    files: list[str] = []
+    dirs: list[str] = []
+    try:
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    if not e.name.startswith("."):
+                        dirs.append(e.name)
+                elif e.name.endswith(_DOC_SUFFIXES) and e.name != "manifest.json":
+                    files.append(e.name)
+    except OSError:
+        pass
+    files.sort()
+    dirs.sort()
+    return files, dirs
+
+
+def _target(d: str, name: str, root: str) -> Target:
+    full = os.path.join(d, name)
+    rel = full[len(root) + 1 :] if full.startswith(root + os.sep) else os.path.relpath(full, root)
+    return Target(full, rel.replace(os.sep, "/"), root)
+
+
+def walk_targets(sub: Subtree) -> Iterator[Target]:
+    """The files of a subtree in order: a directory's files, then its sub-directories."""
+    stack = [sub.dir]
+    while stack:
+        d = stack.pop()
+        files, dirs = _listing(d)
+        for f in files:
+            yield _target(d, f, sub.root)
+        stack += [os.path.join(d, x) for x in reversed(dirs)]
+
+
 def _validate_chunk(args: tuple) -> tuple[Report, list, list]:
-    validator, targets, keep = args
+    validator, units, keep = args
     report = Report()
     idents: list[tuple] = []
     kept: list[tuple] = []
-    for t in targets:
-        for loc, doc, error in read_documents(t.file):
-            if doc is None:
-                result = DocResult("invalid", [Problem("json", error or "unreadable", "")])
-                report.add(None, loc, result)
-                continue
-            result = validator.check(doc, t.extra, t.rel, t.root)
-            item_id = doc.get("id") if isinstance(doc.get("id"), str) else None
-            report.add(item_id, loc, result)
-            if doc.get("type") == "Feature":
-                idents.append((doc.get("collection"), item_id, loc, result.status))
-            if keep:
-                kept.append((t.file, result.status, result.to_row(), result.schemas))
+    for unit in units:
+        for t in walk_targets(unit) if isinstance(unit, Subtree) else (unit,):
+            for loc, doc, error in read_documents(t.file):
+                if doc is None:
+                    result = DocResult("invalid", [Problem("json", error or "unreadable", "")])
+                    report.add(None, loc, result)
+                    continue
+                result = validator.check(doc, t.extra, t.rel, t.root)
+                item_id = doc.get("id") if isinstance(doc.get("id"), str) else None
+                report.add(item_id, loc, result)
+                if doc.get("type") == "Feature":
+                    idents.append((doc.get("collection"), item_id, loc, result.status))
+                if keep:
+                    kept.append((t.file, result.status, result.to_row(), result.schemas))
     return report, idents, kept
 
 
-def validate_targets(validator: Validator, targets: list[Target], jobs: int = 1, keep: bool = False) -> tuple[Report, list]:
-    """Validate files (in ``jobs`` processes when there are many). Returns the report and,
-    with ``keep``, (file, status, result row, schema urls) for every document."""
-    if jobs <= 1 or len(targets) < PARALLEL_MIN:
+def _chunks(units: list, jobs: int) -> list[list]:
+    """Consecutive runs of units, about ``jobs * 8`` of them; a subtree counts as many files."""
+    weight = lambda u: PARALLEL_MIN // 4 if isinstance(u, Subtree) else 1  # noqa: E731
+    total = sum(weight(u) for u in units)
+    size = max(500, total // (jobs * 8))
+    out: list[list] = [[]]
+    filled = 0
+    for u in units:
+        if filled >= size:
+            out.append([])
+            filled = 0
+        out[-1].append(u)
+        filled += weight(u)
+    return [c for c in out if c]
+
+
+def validate_targets(validator: Validator, targets: list[Target | Subtree], jobs: int = 1, keep: bool = False) -> tuple[Report, list]:
+    """Validate files and subtrees (in ``jobs`` processes when there are many). Returns the
+    report and, with ``keep``, (file, status, result row, schema urls) for every document."""
+    if jobs <= 1 or (len(targets) < PARALLEL_MIN and not any(isinstance(t, Subtree) for t in targets)):
         parts = [_validate_chunk((validator, targets, keep))]
     else:
-        size = max(500, len(targets) // (jobs * 8))
-        chunks = [targets[i : i + size] for i in range(0, len(targets), size)]
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            parts = list(pool.map(_validate_chunk, [(validator, c, keep) for c in chunks]))
+            parts = list(pool.map(_validate_chunk, [(validator, c, keep) for c in _chunks(targets, jobs)]))
     report = Report()
     kept: list = []
     for part, idents, rows in parts:
@@ -432,20 +496,39 @@ def validate_targets(validator: Validator, targets: list[Target], jobs: int = 1,
     return report, kept
 
 
-def collect_targets(paths: list[str]) -> list[Target]:
-    """Files under the given paths (directories walked in sorted order, JSON/NDJSON only)."""
-    out: list[Target] = []
+def _split(root: str, want: int) -> list[Target | Subtree]:
+    """A tree as files and subtrees in walk order: directories are opened level by level
+    until there are ``want`` subtrees to hand out, or none left. A tree with fewer than
+    ``PARALLEL_MIN`` files comes back as its files (validated in this process)."""
+    small = list(itertools.islice(walk_targets(Subtree(root, root)), PARALLEL_MIN))
+    if len(small) < PARALLEL_MIN:
+        return small  # type: ignore[return-value]
+    units: list[Target | Subtree] = [Subtree(root, root)]
+    while 0 < sum(isinstance(u, Subtree) for u in units) < want:
+        opened: list[Target | Subtree] = []
+        for u in units:
+            if isinstance(u, Subtree):
+                files, dirs = _listing(u.dir)
+                opened += [_target(u.dir, f, root) for f in files]
+                opened += [Subtree(os.path.join(u.dir, d), root) for d in dirs]
+            else:
+                opened.append(u)
+        units = opened
+    return units
+
+
+def collect_targets(paths: list[str], jobs: int = 1) -> list[Target | Subtree]:
+    """Files and subtrees of the given paths, in sorted walk order (JSON/NDJSON only). With
+    ``jobs`` > 1, a large directory is handed out as subtrees the workers walk themselves."""
+    out: list[Target | Subtree] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            root = str(path)
-            for d, dirs, files in os.walk(path):
-                dirs.sort()
-                dirs[:] = [x for x in dirs if not x.startswith(".")]
-                for f in sorted(files):
-                    if f.endswith((".json", ".geojson", ".ndjson", ".jsonl")) and f != "manifest.json":
-                        full = os.path.join(d, f)
-                        out.append(Target(full, os.path.relpath(full, root).replace(os.sep, "/"), root))
+            root = str(path).rstrip(os.sep) or os.sep
+            if jobs <= 1:
+                out += walk_targets(Subtree(root, root))
+            else:
+                out += _split(root, jobs * 16)
         else:
             out.append(Target(str(path)))
     return out

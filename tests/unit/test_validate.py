@@ -228,3 +228,39 @@ def test_lint_links_and_hrefs():
     assert ("lint:link-href", "/links/2/href", "error") in found
     assert ("lint:asset-href", "/assets/data/href", "error") in found
     assert ("lint:asset-roles", "/assets/data", "warning") in found
+
+
+def test_large_trees_are_walked_by_the_workers_with_the_same_report(validator, tmp_path, monkeypatch):
+    """A directory split into subtrees that two worker processes walk gives the report of a
+    one-process walk: same counts, same examples in the same order, duplicates across subtrees."""
+    import orjson
+
+    from stacgit import validate as v
+
+    root = tmp_path / "tree"
+    n = 0
+    for year in ("2020", "2021"):
+        for month in ("01", "02", "03"):
+            for k in range(6):
+                n += 1
+                doc = item(id=f"tile-{year}-{month}-{k}")
+                doc["links"].append({"rel": "parent", "href": "../../catalog.json" if k else "../../../../x.json", "type": "application/json"})
+                if k == 5:
+                    del doc["properties"]["datetime"]
+                if (year, month, k) == ("2021", "03", 4):
+                    doc["id"] = "tile-2020-01-4"  # the same id as an item in another subtree
+                path = root / year / month / doc["id"] / f"{doc['id']}-{k}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(orjson.dumps(doc))
+        (root / year / "catalog.json").write_bytes(orjson.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": year, "description": "d", "links": []}))
+    monkeypatch.setattr(v, "PARALLEL_MIN", 8)
+    serial, _ = v.validate_targets(validator, v.collect_targets([str(root)], 1), 1)
+    units = v.collect_targets([str(root)], 2)
+    assert sum(isinstance(u, v.Subtree) for u in units) >= 6  # split into month (or deeper) subtrees
+    parallel, _ = v.validate_targets(validator, units, 2)
+    assert parallel.to_json() == serial.to_json()
+    report = serial.to_json()
+    assert report["checked"] == n + 2
+    rules = {e["schema"]: e["count"] for e in report["errors"]}
+    assert rules["lint:duplicate-id"] == 1 and rules["lint:link-outside"] == 6
+    assert report["invalid"] == 6 + 6 + 1 and report["valid"] == n + 2 - report["invalid"]
