@@ -9,6 +9,9 @@ median of --runs):
   rustac    `rustac translate items.ndjson out.parquet` on the same items (the collection's pgstac
             NDJSON concatenated), the peer tool
   change    `stacgit build` after changing 1,000 source records: partitions rewritten
+  diff      `stacgit diff --old <the build before the change> --format json`: the change summary
+            between two builds differing in 1,000 items (the old build is a hard-link copy,
+            which the build's atomic renames leave intact)
 and peak RSS of each (GNU time). Prints JSON.
 """
 
@@ -65,9 +68,15 @@ def main() -> None:
         out = args.work / "rustac.parquet"
         out.unlink(missing_ok=True)
         theirs.append(timed([str(VENV_BIN / "rustac"), "translate", str(ndjson), str(out)], args.work))
-    # a 1,000-record change
+    # a 1,000-record change, and the change summary against the build before it
+    old_build = args.work / f"n{args.items}-old-build"
+    shutil.rmtree(old_build, ignore_errors=True)
+    subprocess.run(["cp", "-al", str(repo / "build"), str(old_build)], check=True)
     edit_records(repo, 1000)
     change = timed([stacgit, "build", "--no-validate", "--json"], repo)
+    diffs = [timed([stacgit, "diff", "--old", str(old_build), "--format", "json"], repo) for _ in range(args.runs)]
+    diff_totals = json.loads(diffs[0][2])["totals"]
+    shutil.rmtree(old_build)
     partitions = len(list((cat / coll / "parquet").glob("*.parquet")))
     result = {
         "items": args.items,
@@ -78,6 +87,12 @@ def main() -> None:
         "partitions": partitions,
         "change_1000_s": change[0],
         "change_1000_partitions_written": json.loads(change[2])["exports"]["partitions_written"],
+        "diff_s": statistics.median(w for w, _, _ in diffs),
+        "diff_runs_s": [round(w, 2) for w, _, _ in diffs],
+        "diff_peak_rss_mb": max(r for _, r, _ in diffs),
+        "diff_totals": diff_totals,
+        "stacgit_runs_s": [round(w, 2) for w, _, _ in ours],
+        "rustac_runs_s": [round(w, 2) for w, _, _ in theirs],
     }
     result["ratio_vs_rustac"] = round(result["stacgit_geoparquet_s"] / result["rustac_translate_s"], 2)
     print(json.dumps(result, indent=2))
