@@ -56,14 +56,14 @@ def main() -> None:
         subprocess.run([sys.executable, str(HERE / "generate.py"), "--repo", str(repo), "--items", str(args.items), "--collections", "1"], check=True)
         subprocess.run([stacgit, "build", "--no-validate"], cwd=repo, check=True, capture_output=True)
     cat = next(p for p in (repo / "build").iterdir() if (p / "manifest.json").exists())
-    coll = next(p.parent.parent.name for p in cat.rglob("parquet/*.parquet"))
+    coll = next(p.name for p in cat.iterdir() if (p / "collection.json").exists())
     ndjson = args.work / f"n{args.items}-items.ndjson"
     shutil.copy(cat / "pgstac" / coll / "items.ndjson", ndjson)
 
     ours, theirs = [], []
     for _ in range(args.runs):
-        shutil.rmtree(cat / coll / "parquet")
-        shutil.rmtree(repo / ".stacgit" / "exports")
+        shutil.rmtree(cat / coll / "parquet", ignore_errors=True)
+        shutil.rmtree(repo / ".stacgit" / "exports", ignore_errors=True)
         ours.append(timed([stacgit, "build", "--no-validate", "--json"], repo))
         out = args.work / "rustac.parquet"
         out.unlink(missing_ok=True)

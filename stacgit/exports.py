@@ -17,11 +17,13 @@ written stay as they were.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import orjson
@@ -217,31 +219,29 @@ def _item_start(path: Path) -> str:
     return item_time_range(orjson.loads(path.read_bytes()))[0]
 
 
-def _read(out_dir: Path, members: list[_Member]) -> Iterator[tuple[_Member, dict]]:
-    for m in members:
-        yield m, orjson.loads((out_dir / m.path).read_bytes())
-
-
-def write_partition(out_dir: Path, members: list[_Member], schema: pa.Schema, prepared: Prepared, collection_doc: dict, parquet_tmp: Path | None, piece_tmp: Path) -> list[tuple[str, int, int]]:
-    """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files.
-    Returns (item_id, offset, length) of each item's line in the piece."""
-    offsets = []
+def write_partition(out_dir: Path, members: Iterable[_Member], schema: pa.Schema | None, prepared: Prepared | None, collection_doc: dict, parquet_tmp: Path | None, piece_tmp: Path, on_batch: Callable[[list[tuple[_Member, int, int]]], None]) -> None:
+    """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files,
+    ``BATCH`` items at a time; ``on_batch`` gets (member, offset, length) of each item's line
+    in the piece."""
     pos = 0
+    members = iter(members)
 
     def batches() -> Iterator[pa.RecordBatch]:
         nonlocal pos
-        for start in range(0, len(members), BATCH):
-            chunk = members[start : start + BATCH]
+        while chunk := list(itertools.islice(members, BATCH)):
             rows = []
             lines = []
-            for m, item in _read(out_dir, chunk):
+            placed = []
+            for m in chunk:
+                item = orjson.loads((out_dir / m.path).read_bytes())
                 line = pgstac_line(item)
                 lines.append(line)
-                offsets.append((m.item_id, pos, len(line)))
+                placed.append((m, pos, len(line)))
                 pos += len(line)
                 if parquet_tmp is not None:
-                    rows.append(prepared.row(item))
+                    rows.append(prepared.row(item))  # type: ignore[union-attr]
             piece.write(b"".join(lines))
+            on_batch(placed)
             if parquet_tmp is None:
                 continue
             wkb = _wkb([r.get("geometry") for r in rows])
@@ -250,7 +250,7 @@ def write_partition(out_dir: Path, members: list[_Member], schema: pa.Schema, pr
             try:
                 array = pa.array(rows, type=pa.struct(schema))
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-                _explain(rows, schema, prepared, exc)
+                _explain(rows, schema, prepared, exc)  # type: ignore[arg-type]
             yield StacJsonBatch(pa.RecordBatch.from_struct_array(array)).to_arrow_batch().inner
 
     with open(piece_tmp, "wb") as piece:
@@ -262,7 +262,6 @@ def write_partition(out_dir: Path, members: list[_Member], schema: pa.Schema, pr
             first = next(gen)
             reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, gen))
             to_parquet(reader, parquet_tmp, collections={collection_doc["id"]: collection_doc}, compression="zstd", write_statistics=True)
-    return offsets
 
 
 def _chain(first, rest):
@@ -362,6 +361,39 @@ def items_ndjson_path(coll: CollectionSpec) -> str:
     return f"pgstac/{coll.id}/items.ndjson"
 
 
+_TEMP_TABLES = """
+CREATE TEMP TABLE IF NOT EXISTS ex_new (item_id TEXT PRIMARY KEY, sha256 TEXT, part TEXT, sort TEXT, path TEXT);
+CREATE INDEX IF NOT EXISTS temp.ex_new_by_part ON ex_new (part);
+CREATE TEMP TABLE IF NOT EXISTS ex_rows (item_id TEXT, sha256 TEXT, part TEXT, sort TEXT, path TEXT, off INTEGER, len INTEGER);
+"""
+_CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
+       (SELECT r.start FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection
+          AND r.item_id=o.item_id AND r.body_digest=o.body_digest LIMIT 1),
+       e.sha256, e.part, e.path
+  FROM outputs o LEFT JOIN exported e ON e.catalog=o.catalog AND e.collection=o.collection AND e.item_id=o.item_id
+ WHERE o.catalog=? AND o.collection=? AND o.kind='item'"""
+_GONE = """e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
+    WHERE o.catalog=e.catalog AND o.collection=e.collection AND o.item_id=e.item_id AND o.kind='item')"""
+_MEMBERS = """SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=:p
+UNION ALL
+SELECT e.sort, e.item_id, e.path, e.sha256 FROM exported e
+ WHERE e.catalog=:c AND e.collection=:k AND e.part=:p
+   AND NOT EXISTS (SELECT 1 FROM temp.ex_new n WHERE n.item_id=e.item_id)
+   AND EXISTS (SELECT 1 FROM outputs o WHERE o.catalog=e.catalog AND o.path=e.path AND o.sha256=e.sha256)
+ORDER BY 1, 2"""
+"""A partition's items, sorted by datetime then id: the changed ones and those unchanged since
+the last export (still in the build with the same digest)."""
+
+
+def _insert(con, sql: str, rows: list[tuple]) -> None:
+    """Rows into a temporary table, in one transaction of the temp database; empties ``rows``."""
+    if rows:
+        con.execute("BEGIN")
+        con.executemany(sql, rows)
+        con.execute("COMMIT")
+        rows.clear()
+
+
 def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> dict:
     """Bring a collection's GeoParquet partitions and pgstac NDJSON up to date."""
     con = st.connect(project.state_dir)
@@ -376,43 +408,39 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     config_changed = prior_cfg is None or prior_cfg[0] != config_digest
     input_digest = _collection_input(con, coll)
 
-    current: dict[str, tuple] = {}
-    for item_id, path, sha, patched, start in con.execute(
-        """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
-                  (SELECT r.start FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection
-                     AND r.item_id=o.item_id AND r.body_digest=o.body_digest LIMIT 1)
-           FROM outputs o WHERE o.catalog=? AND o.collection=? AND o.kind='item'""",
-        key,
-    ):
-        current[item_id] = (path, sha, patched, start)
-    prior = {r[0]: r[1:] for r in con.execute("SELECT item_id, sha256, part, sort, path FROM exported WHERE catalog=? AND collection=?", key)}
-
+    # Which items changed since the last export, and the partitions that hold them. Streams
+    # the collection's rows; changed items go to a temporary table, not to memory.
+    con.executescript(_TEMP_TABLES)
+    con.execute("DELETE FROM temp.ex_new")
+    con.execute("DELETE FROM temp.ex_rows")
     dirty: set[str] = set()
-    members: dict[str, list[_Member]] = {}
+    parts: set[str] = set()
     changed = 0
-    for item_id, (path, sha, patched, start) in current.items():
-        old = prior.get(item_id)
-        if old is not None and old[0] == sha and old[3] == path and not config_changed:
-            sort, part = old[2], old[1]
-        else:
-            changed += 1
-            sort = start if (start and patched is None) else _item_start(out_dir / path)
-            part = partition_key(sort, partition)
-            dirty.add(part)
-            if old is not None:
-                dirty.add(old[1])
-        members.setdefault(part, []).append(_Member(sort, item_id, path, sha))
-    removed = [i for i in prior if i not in current]
-    for i in removed:
-        dirty.add(prior[i][1])
+    pending: list[tuple] = []
+    for item_id, path, sha, patched, start, e_sha, e_part, e_path in con.execute(_CURRENT, key):
+        if e_sha == sha and e_path == path and not config_changed:
+            parts.add(e_part)
+            continue
+        changed += 1
+        sort = start if (start and patched is None) else _item_start(out_dir / path)
+        part = partition_key(sort, partition)
+        dirty.add(part)
+        parts.add(part)
+        if e_part is not None:
+            dirty.add(e_part)
+        pending.append((item_id, sha, part, sort, path))
+        if len(pending) >= 10_000:
+            _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
+    _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
+    gone = dict(con.execute(f"SELECT e.part, COUNT(*) FROM exported e WHERE {_GONE} GROUP BY e.part", key).fetchall())
+    removed = sum(gone.values())
+    dirty |= set(gone)
     known_parts = _known_parts(con, coll)
     pdir = pieces_dir(project, coll)
     dirty |= _damaged_parts(project, con, coll, known_parts)
     if config_changed:
-        dirty |= set(members) | set(known_parts)
-    for part in members:
-        if part not in known_parts:
-            dirty.add(part)
+        dirty |= parts | set(known_parts)
+    dirty |= parts - set(known_parts)
 
     tmp_dir = project.state_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -421,27 +449,32 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     prepared = Prepared(cols) if cols else None
     coll_doc = collection_doc_for_metadata(out_dir, coll) if gp else {}
     written_parts: list[tuple[str, str | None, int | None]] = []
-    rows_state: list[tuple] = []
     deleted_parts: list[str] = []
     parquet_dir = out_dir / coll.id / "parquet"
+
+    def placed(batch: list[tuple[_Member, int, int]]) -> None:
+        _insert(con, "INSERT INTO temp.ex_rows VALUES (?,?,?,?,?,?,?)", [(m.item_id, m.sha, part, m.sort, m.path, off, ln) for m, off, ln in batch])
+
     for part in sorted(dirty):
-        group = sorted(members.get(part, []), key=lambda m: (m.sort, m.item_id))
+        group = (_Member(*r) for r in con.execute(_MEMBERS, {"c": cat_id, "k": coll.id, "p": part}))
+        first = next(group, None)
         pq_rel = f"{coll.id}/parquet/{part}.parquet"
-        if not group:
+        if first is None:
             (out_dir / pq_rel).unlink(missing_ok=True)
             (pdir / f"{part}.ndjson").unlink(missing_ok=True)
             deleted_parts.append(part)
+            parts.discard(part)
             continue
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
         try:
-            offsets = write_partition(out_dir, group, schema, prepared, coll_doc, pq_tmp, piece_tmp)
+            write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, placed)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
                     t.unlink(missing_ok=True)
-            path = next((m.path for m in group if m.item_id == d.item_id), None)
-            at = f" ({cat_id}/{path})" if path else ""
+            row = con.execute("SELECT path FROM outputs WHERE catalog=? AND collection=? AND item_id=? AND kind='item'", (*key, d.item_id)).fetchone()
+            at = f" ({cat_id}/{row[0]})" if row else ""
             raise BuildError(f"{coll.key}: GeoParquet schema drift: item {d.item_id!r}{at}: {d.field}: {d.reason}") from None
         if gp:
             parquet_dir.mkdir(parents=True, exist_ok=True)
@@ -450,8 +483,6 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         else:
             written_parts.append((part, None, None))
         os.replace(piece_tmp, pdir / f"{part}.ndjson")
-        by_id = {m.item_id: m for m in group}
-        rows_state.extend((cat_id, coll.id, i, by_id[i].sha, part, by_id[i].sort, by_id[i].path, off, ln) for i, off, ln in offsets)
     if gp is None and parquet_dir.exists():
         shutil.rmtree(parquet_dir)
 
@@ -462,7 +493,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{cat_id}.{coll.id}.items.ndjson.tmp"
         with open(tmp, "wb") as out:
-            for part in sorted(members):
+            for part in sorted(parts):
                 with open(pdir / f"{part}.ndjson", "rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, target)
@@ -480,8 +511,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
                 con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, f"{coll.id}/parquet/{part}.parquet", coll.id, None, "parquet", None, sha, size, None))
         if gp is None:
             con.execute("DELETE FROM outputs WHERE catalog=? AND collection=? AND kind='parquet'", key)
-        con.executemany("DELETE FROM exported WHERE catalog=? AND collection=? AND item_id=?", [(*key, i) for i in removed])
-        con.executemany("INSERT OR REPLACE INTO exported VALUES (?,?,?,?,?,?,?,?,?)", rows_state)
+        con.execute(f"DELETE FROM exported WHERE rowid IN (SELECT e.rowid FROM exported e WHERE {_GONE})", key)
+        con.execute("INSERT OR REPLACE INTO exported SELECT ?, ?, item_id, sha256, part, sort, path, off, len FROM temp.ex_rows", key)
         if items_changed:
             target = out_dir / items_rel
             con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, items_rel, coll.id, None, "pgstac", None, sha256_file(target), target.stat().st_size, None))
@@ -492,14 +523,22 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         "unit": "export",
         "collection": coll.key,
         "items_changed": changed,
-        "items_removed": len(removed),
+        "items_removed": removed,
         "partitions_written": len(written_parts),
         "partitions_deleted": len(deleted_parts),
-        "partitions": len(members),
+        "partitions": len(parts),
     }
 
 
 FEED_LINK = {"rel": "monitor", "href": f"./{FEED_INDEX}", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
+
+
+_UPSERTS = """FROM exported e LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id
+ WHERE e.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256)"""
+"""Items added or changed since the last feed."""
+_DELETES = """FROM fed f LEFT JOIN exported e ON e.catalog=f.catalog AND e.collection=f.collection AND e.item_id=f.item_id
+ WHERE f.catalog=:c AND e.item_id IS NULL"""
+"""Items the last feed had that are gone."""
 
 
 def catalog_exports(project: Project, con, cat, writer) -> dict:
@@ -527,46 +566,59 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
     # the first feed on this machine (no state yet, e.g. a CI runner without a cache) lists every
     # item: it is marked a snapshot, so a consumer knows anything it has beyond it was deleted
     snapshot = con.execute("SELECT 1 FROM fed WHERE catalog=? LIMIT 1", (cat.id,)).fetchone() is None
-    q = (
-        "SELECT e.collection, e.item_id, e.sha256, e.sort, e.part, e.off, e.len, f.sha256, f.sort FROM exported e "
-        "LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
-        "WHERE e.catalog=? AND (f.sha256 IS NULL OR f.sha256 != e.sha256)"
-    )
-    upserts = con.execute(q, (cat.id,)).fetchall()
-    deletes = con.execute(
-        "SELECT f.collection, f.item_id, f.sha256 FROM fed f LEFT JOIN exported e ON e.catalog=f.catalog AND e.collection=f.collection "
-        "AND e.item_id=f.item_id WHERE f.catalog=? AND e.item_id IS NULL",
-        (cat.id,),
-    ).fetchall()
-    counts = {"added": sum(1 for r in upserts if r[7] is None), "updated": sum(1 for r in upserts if r[7] is not None), "deleted": len(deletes)}
-    if not upserts and not deletes and (out_dir / FEED_INDEX).exists():
+    args = {"c": cat.id}
+    added, updated = con.execute(f"SELECT COUNT(*) - COUNT(f.sha256), COUNT(f.sha256) {_UPSERTS}", args).fetchone()
+    deleted = con.execute(f"SELECT COUNT(*) {_DELETES}", args).fetchone()[0]
+    counts = {"added": added, "updated": updated, "deleted": deleted}
+    if not added + updated + deleted and (out_dir / FEED_INDEX).exists():
         return counts
-    feed = sorted(
-        [(c, i, "delete", sha) for c, i, sha in deletes]
-        + [(r[0], r[1], "add" if r[7] is None else "update", r[2]) for r in upserts]
+    # the feed: one line per change, sorted by (collection, id, op, digest), streamed to a
+    # temporary file and named by its digest
+    tmp_dir = project.state_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    feed_tmp = tmp_dir / f"{cat.id}.feed.ndjson.tmp"
+    digest = hashlib.sha256()
+    rows = con.execute(
+        f"SELECT f.collection, f.item_id, 'delete', f.sha256 {_DELETES} UNION ALL "
+        f"SELECT e.collection, e.item_id, CASE WHEN f.sha256 IS NULL THEN 'add' ELSE 'update' END, e.sha256 {_UPSERTS} "
+        "ORDER BY 1, 2, 3, 4",
+        args,
     )
-    feed_bytes = b"".join(orjson.dumps({"collection": c, "digest": f"sha256:{sha}", "id": i, "op": op}) + b"\n" for c, i, op, sha in feed)
-    name = sha256_bytes(feed_bytes)[:16] + ".ndjson"
+    with open(feed_tmp, "wb") as out:
+        for c, i, op, sha in rows:
+            line = orjson.dumps({"collection": c, "digest": f"sha256:{sha}", "id": i, "op": op}) + b"\n"
+            digest.update(line)
+            out.write(line)
+    name = digest.hexdigest()[:16] + ".ndjson"
     index_path = out_dir / FEED_INDEX
     entries = orjson.loads(index_path.read_bytes())["feeds"] if index_path.exists() else []
-    if feed:
-        writer.write(f"changes/{name}", feed_bytes)
+    if added + updated + deleted:
+        (out_dir / "changes").mkdir(parents=True, exist_ok=True)
+        shutil.move(feed_tmp, out_dir / "changes" / name)
         entry = {"href": f"./{name}", **counts, **({"snapshot": True} if snapshot else {})}
         entries = [entry] + [e for e in entries if e["href"] != f"./{name}"]
+    else:
+        feed_tmp.unlink()
     writer.write(FEED_INDEX, pretty_json({"feeds": entries}))
 
     if pg:
-        moved = [(r[0], r[1]) for r in upserts if r[7] is not None and r[8] != r[3]]
+        # deletes (removed items, and items whose datetime moved: pgstac partitions by it)
+        # first, then inserts and upserts in the pieces' order
         pieces = PieceReader(project, cat.id)
-        tmp = project.state_dir / "tmp" / f"{cat.id}.changes.ndjson.tmp"
+        tmp = tmp_dir / f"{cat.id}.changes.ndjson.tmp"
         try:
             with open(tmp, "wb") as out:
-                for c, i in sorted([(c, i) for c, i, _ in deletes] + moved):
+                for c, i in con.execute(
+                    f"SELECT f.collection, f.item_id {_DELETES} UNION ALL "
+                    f"SELECT e.collection, e.item_id {_UPSERTS} AND f.sha256 IS NOT NULL AND f.sort IS NOT e.sort ORDER BY 1, 2",
+                    args,
+                ):
                     out.write(orjson.dumps({"collection": c, "id": i, "op": "delete"}) + b"\n")
-                moved_set = set(moved)
-                for r in sorted(upserts, key=lambda r: (r[0], r[4], r[5])):
-                    op = b"insert" if (r[0], r[1]) in moved_set or r[7] is None else b"upsert"
-                    out.write(b'{"item":' + pieces.read(r[0], r[4], r[5], r[6])[:-1] + b',"op":"' + op + b'"}\n')
+                for c, part, off, length, insert in con.execute(
+                    f"SELECT e.collection, e.part, e.off, e.len, f.sha256 IS NULL OR f.sort IS NOT e.sort {_UPSERTS} ORDER BY 1, 2, 3", args
+                ):
+                    op = b"insert" if insert else b"upsert"
+                    out.write(b'{"item":' + pieces.read(c, part, off, length)[:-1] + b',"op":"' + op + b'"}\n')
         finally:
             pieces.close()
         os.replace(tmp, out_dir / "pgstac" / "changes.ndjson")

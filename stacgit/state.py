@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS schema_sets (catalog TEXT, set_id TEXT, urls TEXT, fi
 CREATE TABLE IF NOT EXISTS exported (
   catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, part TEXT, sort TEXT, path TEXT, off INTEGER, len INTEGER,
   PRIMARY KEY (catalog, collection, item_id));
+CREATE INDEX IF NOT EXISTS exported_by_part ON exported (catalog, collection, part);
 CREATE TABLE IF NOT EXISTS export_parts (catalog TEXT, collection TEXT, part TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (catalog, collection, part));
 CREATE TABLE IF NOT EXISTS export_config (catalog TEXT, collection TEXT, digest TEXT, input_digest TEXT, PRIMARY KEY (catalog, collection));
 CREATE TABLE IF NOT EXISTS fed (
