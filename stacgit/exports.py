@@ -43,6 +43,9 @@ from stacgit.writers import FEED_INDEX
 
 EXPORT_VERSION = "1"
 BATCH = 2000
+"""Items per Arrow batch (and parquet row group)."""
+SPILL = 10_000
+"""Changed items held before they go to the temporary table."""
 _NO_PARTITION = "items"
 
 _ARROW = {
@@ -429,7 +432,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         if e_part is not None:
             dirty.add(e_part)
         pending.append((item_id, sha, part, sort, path))
-        if len(pending) >= 10_000:
+        if len(pending) >= SPILL:
             _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     gone = dict(con.execute(f"SELECT e.part, COUNT(*) FROM exported e WHERE {_GONE} GROUP BY e.part", key).fetchall())
