@@ -122,10 +122,10 @@ def write_repo(repo: Path, items: int, collections: int, max_items: int = 1000) 
     return counts
 
 
-def edit_records(repo: Path, n: int = 1000) -> int:
+def edit_records(repo: Path, n: int = 1000, files: int | None = None) -> int:
     """Change ``n`` source records of a generated repository (their cloud cover), spread over
-    its source files; returns how many were changed."""
-    sources = sorted((repo / "catalogs").rglob("*.ndjson"))
+    its source files (or the first ``files`` of them); returns how many were changed."""
+    sources = sorted((repo / "catalogs").rglob("*.ndjson"))[:files]
     per_file = -(-n // len(sources))
     edited = 0
     for src in sources:
