@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import os
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -38,6 +37,7 @@ from stac_geoparquet.arrow._batch import StacJsonBatch
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
+from stacgit.fileio import read_ahead
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import extension_uses, get_mapping
@@ -49,8 +49,6 @@ BATCH = 2000
 """Items per Arrow batch (and parquet row group)."""
 SPILL = 10_000
 """Changed items held before they go to the temporary table."""
-READERS = 8
-"""Threads reading item files ahead of the conversion."""
 _NO_PARTITION = "items"
 
 _ARROW = {
@@ -223,11 +221,6 @@ class _Member:
     sha: str
 
 
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
     """Parsed items hold no reference cycles: the cyclic collector would only rescan the
@@ -252,29 +245,16 @@ def write_partition(out_dir: Path, members: Iterable[_Member], schema: pa.Schema
     pos = 0
     base = str(out_dir)
 
-    def chunks() -> Iterator[tuple[list[_Member], list[Future]]]:
-        """Batches of members with their files' bytes being read ahead by ``READERS``
-        threads, one batch in front of the one being converted: file reads (cold after a
-        checkout or a cache restore) overlap with each other and with the conversion."""
-        it = iter(members)
-        ahead = None
-        while True:
-            chunk = list(itertools.islice(it, BATCH))
-            reads = [readers.submit(_read_bytes, os.path.join(base, m.path)) for m in chunk]
-            if ahead is not None:
-                yield ahead
-            if not chunk:
-                return
-            ahead = (chunk, reads)
-
     def batches() -> Iterator[pa.RecordBatch]:
         nonlocal pos
-        for chunk, reads in chunks():
+        for chunk in read_ahead(members, lambda m: os.path.join(base, m.path), BATCH):
             rows = []
             lines = []
             placed = []
-            for m, read in zip(chunk, reads):
-                item = orjson.loads(read.result())
+            for m, data in chunk:
+                if isinstance(data, OSError):
+                    raise BuildError(f"{out_dir / m.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
+                item = orjson.loads(data)
                 line = pgstac_line(item)
                 lines.append(line)
                 placed.append((m, pos, len(line)))
@@ -294,7 +274,7 @@ def write_partition(out_dir: Path, members: Iterable[_Member], schema: pa.Schema
                 _explain(rows, schema, prepared, exc)  # type: ignore[arg-type]
             yield StacJsonBatch(pa.RecordBatch.from_struct_array(array)).to_arrow_batch().inner
 
-    with open(piece_tmp, "wb") as piece, ThreadPoolExecutor(READERS, thread_name_prefix="stacgit-read") as readers, _no_gc():
+    with open(piece_tmp, "wb") as piece, _no_gc():
         if parquet_tmp is None:
             for _ in batches():
                 pass

@@ -23,6 +23,7 @@ import jsonschema_rs
 import orjson
 
 from stacgit.extensions import Extension, Problem, all_extensions, json_pointer
+from stacgit.fileio import read_ahead, read_file
 from stacgit.hashing import digest_obj
 from stacgit.lint import lint
 from stacgit.schemas import SchemaStore, SchemaUnavailable, canonical_url
@@ -31,6 +32,7 @@ VALIDATOR_VERSION = "1"
 """Bumped when stacgit's checks change, so cached verdicts are recomputed."""
 EXAMPLES_PER_GROUP = 3
 PARALLEL_MIN = 2000
+READ_BATCH = 256
 
 _KIND_FILE = {"Feature": ("item", "item"), "Collection": ("collection", "collection"), "Catalog": ("catalog", "catalog")}
 
@@ -361,13 +363,13 @@ class Target:
     extra: tuple[str, ...] = ()
 
 
-def read_documents(file: str) -> Iterator[tuple[str, dict | None, str | None]]:
+def read_documents(file: str, data: bytes | OSError | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
     """(location, document, error) of a .json file (one document, or a FeatureCollection's
-    features) or an .ndjson file (one per line)."""
-    try:
-        data = Path(file).read_bytes()
-    except OSError as exc:
-        yield file, None, f"cannot read: {exc.strerror}"
+    features) or an .ndjson file (one per line); ``data``: its bytes, when already read."""
+    if data is None:
+        data = read_file(file)
+    if isinstance(data, OSError):
+        yield file, None, f"cannot read: {data.strerror}"
         return
     if file.endswith((".ndjson", ".jsonl")):
         for n, line in enumerate(data.splitlines(), 1):
@@ -440,14 +442,19 @@ def walk_targets(sub: Subtree) -> Iterator[Target]:
         stack += [os.path.join(d, x) for x in reversed(dirs)]
 
 
+def _file_of(t: Target) -> str:
+    return t.file
+
+
 def _validate_chunk(args: tuple) -> tuple[Report, list, list]:
     validator, units, keep = args
     report = Report()
     idents: list[tuple] = []
     kept: list[tuple] = []
-    for unit in units:
-        for t in walk_targets(unit) if isinstance(unit, Subtree) else (unit,):
-            for loc, doc, error in read_documents(t.file):
+    targets = itertools.chain.from_iterable(walk_targets(u) if isinstance(u, Subtree) else (u,) for u in units)
+    for batch in read_ahead(targets, _file_of, READ_BATCH):
+        for t, data in batch:
+            for loc, doc, error in read_documents(t.file, data):
                 if doc is None:
                     result = DocResult("invalid", [Problem("json", error or "unreadable", "")])
                     report.add(None, loc, result)
