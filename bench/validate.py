@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", required=True)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=0, help="stacgit validate -j (default: stacgit's own default)")
     ap.add_argument("--sv-items", type=int, default=500)
     ap.add_argument("--mirror", default=str(MIRROR))
     args = ap.parse_args()
@@ -61,7 +61,8 @@ def main() -> None:
     for r in range(args.runs):
         subprocess.run(["sync"])
         t = time.monotonic()
-        p = subprocess.run([sys.executable, "-m", "stacgit", "validate", args.tree, "--offline", "--json", "-j", str(args.jobs)], capture_output=True, text=True, env=env)
+        jobs = ["-j", str(args.jobs)] if args.jobs else []
+        p = subprocess.run([sys.executable, "-m", "stacgit", "validate", args.tree, "--offline", "--json", *jobs], capture_output=True, text=True, env=env)
         times.append(time.monotonic() - t)
         rep = json.loads(p.stdout)
         checked = rep["checked"]

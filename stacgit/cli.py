@@ -291,7 +291,7 @@ def patch_ls(repo: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Schema directory (<host>/<path> layout).")
 @click.option("--offline", is_flag=True, envvar="STACGIT_OFFLINE", help="Never download schemas (files and directories only; built catalogs never do).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel processes (default: CPU count).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel processes (default: twice the CPU count, at most 8: validation waits on file reads).")
 def validate(targets: tuple[str, ...], repo: str, strict: bool, as_json: bool, schema_dirs: tuple[str, ...], offline: bool, jobs: int | None) -> None:
     """Validate built catalogs (default: all; or CATALOG ids) or any STAC JSON/NDJSON files and
     directories: core + declared extensions + custom schemas, extension checks and lint."""
@@ -300,7 +300,7 @@ def validate(targets: tuple[str, ...], repo: str, strict: bool, as_json: bool, s
 
     try:
         add_schema_dirs(schema_dirs)
-        report = run_validate(targets, repo, online=not offline, jobs=jobs or default_jobs())
+        report = run_validate(targets, repo, online=not offline, jobs=jobs or min(2 * default_jobs(), 8))
     except StacgitError as exc:
         _fail(exc)
     if as_json:
