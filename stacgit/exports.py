@@ -18,6 +18,7 @@ written stay as they were.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -473,7 +474,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     deleted_parts: list[str] = []
     parquet_dir = out_dir / coll.id / "parquet"
 
-    def placed(batch: list[tuple[_Member, int, int]]) -> None:
+    def placed(part: str, batch: list[tuple[_Member, int, int]]) -> None:
         _insert(con, "INSERT INTO temp.ex_rows VALUES (?,?,?,?,?,?,?)", [(m.item_id, m.sha, part, m.sort, m.path, off, ln) for m, off, ln in batch])
 
     for part in sorted(dirty):
@@ -489,7 +490,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
         try:
-            write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, placed)
+            write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part))
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
