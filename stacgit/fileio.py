@@ -1,14 +1,20 @@
-"""Reading many small files fast. Standard library only.
+"""Reading many small files fast, and sorting files larger than memory. Standard library only.
 
 A built catalog is hundreds of thousands of small files. Read one after another from a cold
 page cache (after a checkout, a CI cache restore, or another program's memory use) each costs
 a few hundred microseconds of waiting; threads reading ahead overlap those waits with each
 other and with the caller's work on the previous batch.
+
+A snapshot partition can hold more items than fit in memory: ``sorted_unique`` sorts a file of
+``key<TAB>payload`` lines in runs of bounded size and merges them.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import os
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -16,6 +22,9 @@ T = TypeVar("T")
 
 READERS = 8
 """Threads reading ahead."""
+
+RUN_BYTES = 16 << 20
+"""Bytes of lines sorted in memory at a time by ``sorted_unique``."""
 
 
 def read_file(path: str) -> bytes | OSError:
@@ -41,3 +50,51 @@ def read_ahead(items: Iterable[T], path: Callable[[T], str], batch: int, threads
             if not chunk:
                 return
             ahead = (chunk, reads)
+
+
+def sorted_unique(path: str | os.PathLike, scratch: str | os.PathLike, run_bytes: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """(key, payload) of a file of ``key<TAB>payload<LF>`` lines, in key order, one per key:
+    of lines with the same key the greatest wins. Keys must not contain bytes below TAB
+    (0x09) or TAB itself, so that sorting whole lines sorts by key. Memory holds about
+    ``run_bytes`` (default ``RUN_BYTES``) of lines; larger files are sorted in runs written to
+    ``scratch`` and merged. The payload keeps its line feed."""
+    run_bytes = RUN_BYTES if run_bytes is None else run_bytes
+    runs: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.readlines(run_bytes)
+                if not chunk:
+                    break
+                if not chunk[-1].endswith(b"\n"):
+                    chunk[-1] += b"\n"
+                chunk.sort()
+                if not runs and not f.peek(1):  # the whole file fitted: no run files
+                    yield from _unique(iter(chunk))
+                    return
+                fd, name = tempfile.mkstemp(dir=scratch, suffix=".run")
+                runs.append(name)
+                with os.fdopen(fd, "wb") as out:
+                    out.writelines(chunk)
+                del chunk
+        handles = [open(name, "rb") for name in runs]
+        try:
+            yield from _unique(heapq.merge(*handles))
+        finally:
+            for h in handles:
+                h.close()
+    finally:
+        for name in runs:
+            os.unlink(name)
+
+
+def _unique(lines: Iterator[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    prev_key = prev = None
+    for line in lines:
+        cut = line.index(b"\t")
+        key = line[:cut]
+        if key != prev_key and prev is not None:
+            yield prev_key, prev[len(prev_key) + 1 :]
+        prev_key, prev = key, line
+    if prev is not None:
+        yield prev_key, prev[len(prev_key) + 1 :]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import timezone
@@ -30,12 +31,17 @@ from urllib.parse import urljoin
 import orjson
 
 from stacgit.errors import ConfigError, SourceError
+from stacgit.fileio import sorted_unique
 from stacgit.hashing import canonical_json, digest_obj, pretty_json, sha256_bytes
 from stacgit.mapping import format_datetime, parse_rfc3339
 from stacgit.project import CollectionSpec, Project, check_id
 from stacgit.sources.stacapi import ApiQuery, FetchError, Http, Window, WindowTooBig, fetch_window, probe_method, split_windows
 
 _TIME_FIELDS = ("datetime", "start_datetime", "end_datetime", "created", "updated")
+_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+QUARANTINE_EXAMPLES = 100
+CHECKPOINT_FORMAT = 2
+"""Bumped when the lines of a window checkpoint change shape: older checkpoints are refetched."""
 
 
 @dataclass
@@ -45,12 +51,19 @@ class CollectionReport:
     changed: int = 0
     removed: int = 0
     complete: bool = True
-    quarantined: list[dict] = field(default_factory=list)
+    quarantined: int = 0
+    quarantined_examples: list[dict] = field(default_factory=list)
     failed_windows: list[dict] = field(default_factory=list)
     windows: int = 0
     windows_resumed: int = 0
     requests: int = 0
     method: str = ""
+
+    def quarantine(self, ident, why: str) -> None:
+        """Count an invalid record; the first ``QUARANTINE_EXAMPLES`` are kept for the report."""
+        self.quarantined += 1
+        if len(self.quarantined_examples) < QUARANTINE_EXAMPLES:
+            self.quarantined_examples.append({"id": ident, "reason": why})
 
     def to_dict(self) -> dict:
         return {
@@ -59,8 +72,8 @@ class CollectionReport:
             "changed": self.changed,
             "removed": self.removed,
             "complete": self.complete,
-            "quarantined": len(self.quarantined),
-            "quarantined_examples": self.quarantined[:10],
+            "quarantined": self.quarantined,
+            "quarantined_examples": self.quarantined_examples[:10],
             "failed_windows": self.failed_windows,
             "windows": self.windows,
             "windows_resumed": self.windows_resumed,
@@ -133,7 +146,7 @@ def normalise(item, numeric: tuple[str, ...]) -> tuple[dict | None, str | None]:
     start = props.get("datetime") or props.get("start_datetime")
     if not start and not (props.get("start_datetime") and props.get("end_datetime")):
         return None, "no datetime (nor start_datetime and end_datetime)"
-    if start and not (isinstance(start, str) and start.endswith("Z") and start[:4].isdigit()):
+    if start and not (isinstance(start, str) and _UTC_TIME.fullmatch(start)):
         return None, f"datetime {start!r} is not an RFC 3339 time"
     if "geometry" not in item:
         return None, "no geometry"
@@ -157,11 +170,22 @@ def _dirs(project: Project, coll: CollectionSpec, qdigest: str) -> tuple[Path, P
     return out_dir, ck_root / qdigest[:16]
 
 
+def keyed_line(item: dict, numeric: tuple[str, ...]) -> bytes:
+    """One checkpoint line for an upstream item: ``<partition>TAB<id>TAB<canonical JSON>LF``,
+    normalised; or ``!TABTAB<{"id", "reason"}>LF`` when it is quarantined. Partitions and ids
+    hold no control characters (``normalise`` checks), so the line splits unambiguously."""
+    ident = item.get("id") if isinstance(item, dict) else None
+    item, why = normalise(item, numeric)
+    if item is None:
+        return b"!\t\t" + orjson.dumps({"id": ident if isinstance(ident, str) else None, "reason": why}) + b"\n"
+    return b"%s\t%s\t%s\n" % (partition_of(item).encode(), item["id"].encode(), canonical_json(item))
+
+
 async def snapshot_collection(project: Project, coll: CollectionSpec, env: dict, transport=None) -> CollectionReport:
     if coll.source.type == "http-json":
         return await snapshot_http_json(project, coll, env, transport)
     q = ApiQuery.from_source(coll.source.api or {})
-    qdigest = digest_obj(q.describe())
+    qdigest = digest_obj([CHECKPOINT_FORMAT, q.describe()])
     out_dir, ck = _dirs(project, coll, qdigest)
     ck.mkdir(parents=True, exist_ok=True)
     for other in ck.parent.iterdir():  # checkpoints of an older query are useless
@@ -196,8 +220,7 @@ async def snapshot_collection(project: Project, coll: CollectionSpec, env: dict,
                     with open(part, "wb") as f:
 
                         def sink(items: list[dict]) -> None:
-                            for it in items:
-                                f.write(canonical_json(it) + b"\n")
+                            f.writelines(keyed_line(it, q.numeric) for it in items)
 
                         await fetch_window(http, q, w, report.method, sink)
                 except WindowTooBig:
@@ -221,7 +244,7 @@ async def snapshot_collection(project: Project, coll: CollectionSpec, env: dict,
         await http.close()
     if not report.complete:
         return _finish_incomplete(ck, report)
-    _write_snapshot(project, coll, q, report, ck, out_dir)
+    _write_snapshot(coll, q, report, ck, out_dir)
     shutil.rmtree(ck, ignore_errors=True)
     (ck.parent / "report.json").unlink(missing_ok=True)
     return report
@@ -232,76 +255,196 @@ def _finish_incomplete(ck: Path, report: CollectionReport) -> CollectionReport:
     return report
 
 
-def _write_snapshot(project: Project, coll: CollectionSpec, q: ApiQuery, report: CollectionReport, ck: Path, out_dir: Path) -> None:
-    """Partition the checkpointed items by month (streaming through per-partition temp files),
-    sort each partition by id, and write what changed."""
+def _item_id(line: bytes) -> bytes:
+    return orjson.loads(line)["id"].encode()
+
+
+def _write_snapshot(coll: CollectionSpec, q: ApiQuery, report: CollectionReport, ck: Path, out_dir: Path) -> None:
+    """Split the checkpointed window lines into per-partition files, then write each partition
+    sorted by id (``write_partitions``) and ``snapshot.json``."""
     tmp = ck / "partitions"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    handles: dict[str, object] = {}
-    quarantine = []
-    try:
+    with _Spool(tmp) as spool:
         for wfile in sorted(ck.glob("*.ndjson")):
             with open(wfile, "rb") as f:
                 for line in f:
-                    raw = orjson.loads(line)
-                    item, why = normalise(raw, q.numeric)
-                    if item is None:
-                        quarantine.append({"id": raw.get("id") if isinstance(raw, dict) else None, "reason": why})
-                        continue
-                    name = partition_of(item)
-                    h = handles.get(name)
-                    if h is None:
-                        h = handles[name] = open(tmp / f"{name}.ndjson", "ab")
-                    h.write(canonical_json(item) + b"\n")
-    finally:
-        for h in handles.values():
-            h.close()
-    report.quarantined = quarantine
-    out_dir.mkdir(parents=True, exist_ok=True)
-    old = {p.stem: p for p in out_dir.glob("*.ndjson")}
-    partitions: dict[str, dict] = {}
-    gone: set[str] = set()  # ids that left a partition; memory follows the change, not the snapshot
-    new: set[str] = set()  # ids that entered a partition
-    for name in sorted(set(old) | {p.stem for p in tmp.glob("*.ndjson")}):
-        before = _lines_by_id(old[name]) if name in old else {}
-        rows = _lines_by_id(tmp / f"{name}.ndjson") if (tmp / f"{name}.ndjson").exists() else {}
-        for i, line in rows.items():
-            prev = before.get(i)
-            if prev is None:
-                if old:  # on a first snapshot everything is new: no need to remember ids
-                    new.add(i)
-                else:
-                    report.added += 1
-            elif prev != line:
-                report.changed += 1
-        gone.update(i for i in before if i not in rows)
-        report.records += len(rows)
-        target = out_dir / f"{name}.ndjson"
-        if not rows:
-            target.unlink(missing_ok=True)
-            continue
-        data = b"".join(rows[i] + b"\n" for i in sorted(rows))
-        _write_if_changed(target, data)
-        partitions[name] = {"items": len(rows), "sha256": sha256_bytes(data)}
-    moved = gone & new  # an item whose datetime moved it to another month: changed, not added/removed
-    report.added += len(new - moved)
-    report.removed, report.changed = len(gone - moved), report.changed + len(moved)
+                    name, rest = line.split(b"\t", 1)
+                    if name == b"!":
+                        why = orjson.loads(rest[1:])
+                        report.quarantine(why["id"], why["reason"])
+                    else:
+                        spool.add(name.decode(), rest)
+    partitions = write_partitions(tmp, out_dir, report, _item_id)
     meta = {
         "source": {"type": coll.source.type, **q.describe()},
         "method": report.method,
-        "counts": {"items": report.records, "partitions": len(partitions), "quarantined": len(quarantine)},
+        "counts": {"items": report.records, "partitions": len(partitions), "quarantined": report.quarantined},
         "partitions": partitions,
-        "quarantined": quarantine[:100],
+        "quarantined": report.quarantined_examples,
     }
-    data = pretty_json(meta)
-    target = out_dir / "snapshot.json"
-    _write_if_changed(target, data)
+    _write_if_changed(out_dir / "snapshot.json", pretty_json(meta))
 
 
-def _lines_by_id(path: Path) -> dict[str, bytes]:
-    """A partition file's lines by item id (the same id twice, e.g. from two windows: one line)."""
-    return {orjson.loads(line)["id"]: line for line in path.read_bytes().splitlines()}
+class _Spool:
+    """Per-partition files of ``key<TAB>line`` lines, appended to in any order."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.handles: dict[str, object] = {}
+
+    def add(self, name: str, keyed: bytes) -> None:
+        h = self.handles.get(name)
+        if h is None:
+            h = self.handles[name] = open(self.root / f"{name}.keyed", "wb")
+        h.write(keyed)
+
+    def __enter__(self) -> "_Spool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles.values():
+            h.close()
+
+
+def write_partitions(spool: Path, out_dir: Path, report: CollectionReport, key_of) -> dict[str, dict]:
+    """Write ``out_dir/<name>.ndjson`` for each ``spool/<name>.keyed`` (lines sorted by key,
+    one per key), remove partitions that are no longer there, and count records, added,
+    changed and removed against the files already there. Returns ``{name: {"items", "sha256"}}``.
+
+    Memory does not grow with the partition: the keyed lines are sorted on disk
+    (``fileio.sorted_unique``), and the previous file is compared while the new one is
+    written, line by line (``key_of(line)`` parses a previous line only where the two differ).
+    An unchanged partition keeps its file untouched."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    old = {p.stem: p for p in out_dir.glob("*.ndjson")}
+    new = {p.stem: p for p in spool.glob("*.keyed")}
+    scratch = spool / "runs"
+    scratch.mkdir(exist_ok=True)
+    partitions: dict[str, dict] = {}
+    gone: set[bytes] = set()  # keys that left a partition; memory follows the change, not the snapshot
+    entered: set[bytes] = set()  # keys that entered a partition
+    temps: list[Path] = []
+    moves: list[tuple[Path, Path | None]] = []  # (file, its new name; None: delete it), applied at the end
+    try:
+        for name in sorted(set(old) | set(new)):
+            target = out_dir / f"{name}.ndjson"
+            rows = sorted_unique(new[name], scratch) if name in new else iter(())
+            tmp = target.with_name(f".{target.name}.tmp")
+            temps.append(tmp)
+            digest, count = hashlib.sha256(), 0
+            cmp = _Compare(old.get(name), key_of, remember=bool(old))  # on a first snapshot everything is new
+            try:
+                with open(tmp, "wb") as out:
+                    for key, line in rows:
+                        out.write(line)
+                        digest.update(line)
+                        count += 1
+                        cmp.take(key, line)
+                cmp.finish()
+            finally:
+                cmp.close()
+            report.records += count
+            report.changed += cmp.changed
+            gone.update(cmp.gone)
+            entered.update(cmp.added)
+            if not old:
+                report.added += cmp.n_added
+            if count == 0 or cmp.same:
+                moves.append((tmp, None))
+            else:
+                moves.append((tmp, target))
+            if count == 0:
+                moves.append((target, None))
+            if count:
+                partitions[name] = {"items": count, "sha256": digest.hexdigest()}
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    for path, target in moves:  # every partition is ready: now change the files
+        if target is None:
+            path.unlink(missing_ok=True)
+        else:
+            os.replace(path, target)
+    moved = gone & entered  # e.g. an item whose datetime moved it to another month: changed, not added/removed
+    report.added += len(entered - moved)
+    report.removed, report.changed = len(gone - moved), report.changed + len(moved)
+    return partitions
+
+
+class _Compare:
+    """Walks a partition's previous file alongside the new sorted lines."""
+
+    def __init__(self, path: Path | None, key_of, remember: bool):
+        self.key_of = key_of
+        self.remember = remember  # keep the added keys (to tell moves from additions), or only count them
+        self.n_added = 0
+        self.f = open(path, "rb") if path is not None else None
+        self.same = path is not None
+        self.changed = 0
+        self.added: list[bytes] = []
+        self.gone: list[bytes] = []
+        self.prev_key: bytes | None = None
+        self.lineno = 0
+        self._next_old()
+
+    def _next_old(self) -> None:
+        line = self.f.readline() if self.f is not None else b""
+        self.lineno += 1
+        if line and not line.endswith(b"\n"):
+            line += b"\n"
+        self.old, self.old_key = line, None
+
+    def _old_key(self) -> bytes:
+        if self.old_key is None:
+            try:
+                self.old_key = self.key_of(self.old)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise SourceError(f"{self.f.name}:{self.lineno}: not a record of this snapshot ({exc}); restore the file from git or remove it and snapshot again") from None
+            if self.prev_key is not None and self.old_key < self.prev_key:
+                raise SourceError(f"{self.f.name}:{self.lineno}: lines are not sorted by id; restore the file from git or remove it and snapshot again")
+        return self.old_key
+
+    def _pass_old(self, key: bytes) -> None:
+        self.prev_key = key
+        self._next_old()
+
+    def take(self, key: bytes, line: bytes) -> None:
+        while True:
+            if not self.old:
+                self._add(key)
+                return
+            if self.old == line:  # the same bytes: the same key
+                self._pass_old(key)
+                return
+            self.same = False
+            old_key = self._old_key()
+            if old_key == key:
+                self.changed += 1
+                self._pass_old(key)
+                return
+            if old_key > key:
+                self._add(key)
+                return
+            self.gone.append(old_key)
+            self._pass_old(old_key)
+
+    def _add(self, key: bytes) -> None:
+        self.same = False
+        self.n_added += 1
+        if self.remember:
+            self.added.append(key)
+
+    def finish(self) -> None:
+        while self.old:
+            self.same = False
+            self.gone.append(self._old_key())
+            self._pass_old(self.old_key)
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
 
 
 def _write_if_changed(path: Path, data: bytes) -> None:
@@ -320,7 +463,8 @@ async def snapshot_http_json(project: Project, coll: CollectionSpec, env: dict, 
     """Records of a plain JSON API (``records``/``next`` JMESPath), partitioned by a hash of
     their ``key`` (or of the whole record), sorted; with ``head``, each record gets the ETag of
     the remote file it points at, so an unchanged file leaves the record line unchanged and the
-    build skips it, while a changed file re-maps it."""
+    build skips it, while a changed file re-maps it. Records stream to per-partition files as
+    pages arrive; memory does not grow with their number."""
     import jmespath
 
     api = dict(coll.source.api or {})
@@ -332,88 +476,73 @@ async def snapshot_http_json(project: Project, coll: CollectionSpec, env: dict, 
     next_expr = jmespath.compile(spec["next"]) if "next" in spec else None
     key_expr = jmespath.compile(spec["key"]) if "key" in spec else None
     head_expr = jmespath.compile(spec["head"]) if "head" in spec else None
+
+    def key_of(rec: dict, line: bytes) -> bytes:
+        k = key_expr.search(rec) if key_expr is not None else None
+        return str(k).encode() if k is not None else line
+
     http = Http(q, env, transport)
-    records: list[dict] = []
+    sem = asyncio.Semaphore(max(1, q.concurrency))
+
+    async def stamp(rec: dict) -> None:
+        target = head_expr.search(rec)
+        if isinstance(target, str) and target.startswith(("http://", "https://")):
+            async with sem:
+                rec["_remote"] = {"href": target, "etag": await http.etag(target)}
+
+    shutil.rmtree(ck, ignore_errors=True)
+    spool_dir = ck / "partitions"
+    spool_dir.mkdir(parents=True)
     try:
-        url, params, seen = q.url, dict(spec.get("params") or {}), set()
-        while True:
-            if len(seen) >= q.max_pages:
-                raise FetchError(f"{url}: more than {q.max_pages} pages")
-            seen.add(url)
-            page = await http.json("GET", url, params or None, allow_list=True)
-            found = records_expr.search(page)
-            if not isinstance(found, list):
-                raise FetchError(f"{url}: 'records' ({spec.get('records', '@')}) is not a list in the response")
-            records.extend(r for r in found if isinstance(r, dict))
-            report.quarantined += [{"id": None, "reason": "not a JSON object"} for r in found if not isinstance(r, dict)]
-            nxt = next_expr.search(page) if next_expr else None
-            if not nxt:
-                break
-            nxt = urljoin(url, str(nxt))
-            if nxt in seen:
-                raise FetchError(f"{nxt}: next page repeats an earlier one (looping next links)")
-            url, params = nxt, None
-        if head_expr is not None:
-            sem = asyncio.Semaphore(max(1, q.concurrency))
-
-            async def stamp(rec: dict) -> None:
-                target = head_expr.search(rec)
-                if isinstance(target, str) and target.startswith(("http://", "https://")):
-                    async with sem:
-                        rec["_remote"] = {"href": target, "etag": await http.etag(target)}
-
-            await asyncio.gather(*(stamp(r) for r in records))
+        with _Spool(spool_dir) as spool:
+            url, params, seen = q.url, dict(spec.get("params") or {}), set()
+            while True:
+                if len(seen) >= q.max_pages:
+                    raise FetchError(f"{url}: more than {q.max_pages} pages")
+                seen.add(url)
+                page = await http.json("GET", url, params or None, allow_list=True)
+                found = records_expr.search(page)
+                if not isinstance(found, list):
+                    raise FetchError(f"{url}: 'records' ({spec.get('records', '@')}) is not a list in the response")
+                records = []
+                for rec in found:
+                    if isinstance(rec, dict):
+                        records.append(rec)
+                    else:
+                        report.quarantine(None, "not a JSON object")
+                if head_expr is not None:
+                    await asyncio.gather(*(stamp(r) for r in records))
+                for rec in records:
+                    line = canonical_json(rec)
+                    key = key_of(rec, line)
+                    if any(b < 0x20 for b in key):
+                        report.quarantine(key.decode(errors="replace")[:80], "key contains a control character")
+                        continue
+                    spool.add("part-" + hashlib.blake2b(key, digest_size=1).hexdigest()[0], key + b"\t" + line + b"\n")
+                nxt = next_expr.search(page) if next_expr else None
+                if not nxt:
+                    break
+                nxt = urljoin(url, str(nxt))
+                if nxt in seen:
+                    raise FetchError(f"{nxt}: next page repeats an earlier one (looping next links)")
+                url, params = nxt, None
     except SourceError as exc:
         report.complete = False
         report.failed_windows.append({"window": "all", "url": q.url, "error": str(exc)})
-        ck.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(spool_dir, ignore_errors=True)
         return _finish_incomplete(ck, report)
     finally:
         report.requests = http.requests
         await http.close()
-
-    def key_of(rec: dict, line: bytes) -> str:
-        k = key_expr.search(rec) if key_expr is not None else None
-        return str(k) if k is not None else line.decode()
-
-    by_part: dict[str, dict[str, bytes]] = {}
-    for rec in records:
-        line = canonical_json(rec)
-        k = key_of(rec, line)
-        part = "part-" + hashlib.blake2b(k.encode(), digest_size=1).hexdigest()[0]
-        by_part.setdefault(part, {})[k] = line
-    out_dir.mkdir(parents=True, exist_ok=True)
-    old_lines: dict[str, bytes] = {}
-    old = {p.stem: p for p in out_dir.glob("*.ndjson")}
-    for p in old.values():
-        for line in p.read_bytes().splitlines():
-            old_lines[key_of(orjson.loads(line), line)] = line
-    partitions = {}
-    for part in sorted(by_part):
-        rows = by_part[part]
-        data = b"".join(rows[k] + b"\n" for k in sorted(rows))
-        for k, line in rows.items():
-            prev = old_lines.get(k)
-            report.added += prev is None
-            report.changed += prev is not None and prev != line
-        report.records += len(rows)
-        target = out_dir / f"{part}.ndjson"
-        _write_if_changed(target, data)
-        partitions[part] = {"items": len(rows), "sha256": sha256_bytes(data)}
-    new_keys = {k for rows in by_part.values() for k in rows}
-    report.removed = sum(1 for k in old_lines if k not in new_keys)
-    for name, p in old.items():
-        if name not in partitions:
-            p.unlink()
+    partitions = write_partitions(spool_dir, out_dir, report, lambda line: key_of(orjson.loads(line), line[:-1]))
     meta = {
         "source": {"type": "http-json", **q.describe(), **spec},
-        "counts": {"records": report.records, "partitions": len(partitions), "quarantined": len(report.quarantined)},
+        "counts": {"records": report.records, "partitions": len(partitions), "quarantined": report.quarantined},
         "partitions": partitions,
     }
     meta["source"].pop("collection", None)
     meta["source"].pop("window", None)
-    data = pretty_json(meta)
-    target = out_dir / "snapshot.json"
-    _write_if_changed(target, data)
+    _write_if_changed(out_dir / "snapshot.json", pretty_json(meta))
+    shutil.rmtree(ck, ignore_errors=True)
     (ck.parent / "report.json").unlink(missing_ok=True)
     return report

@@ -22,6 +22,7 @@ import asyncio
 import email.utils
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,10 @@ from stacgit.errors import SourceError
 from stacgit.geo import coords_bbox
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+RECENT_PAGES = 8
+"""A window drops items whose id came in one of its last RECENT_PAGES pages (offset paging
+over changing data repeats items across a page boundary). Repeats further apart are dropped
+when the snapshot's partitions are written; this keeps a window's memory bounded."""
 _USER_AGENT = "stacgit (+https://github.com/stacgit)"
 
 
@@ -347,7 +352,8 @@ PageSink = Callable[[list[dict]], Awaitable[None] | None]
 
 
 async def fetch_window(http: Http, q: ApiQuery, w: Window, method: str, sink: PageSink) -> WindowResult:
-    """Page through one window; hand each page's new items to ``sink``. Raises WindowTooBig
+    """Page through one window; hand each page's new items (not repeated from the last
+    ``RECENT_PAGES`` pages) to ``sink``. Raises WindowTooBig
     (before any item is handed over) when the first page reports too many matches."""
     root = q.url.rstrip("/")
     res = WindowResult(w)
@@ -358,7 +364,7 @@ async def fetch_window(http: Http, q: ApiQuery, w: Window, method: str, sink: Pa
         url, params, body = f"{root}/search", None, _search_body(q, w)
         req_method = "POST"
     res.url = _show(url, params)
-    seen_ids: set[str] = set()
+    recent: deque[set[str]] = deque(maxlen=RECENT_PAGES)  # ids of the last pages: bounded memory
     seen_links: set[bytes] = set()
     seen_pages: set[int] = set()
     while True:
@@ -377,14 +383,15 @@ async def fetch_window(http: Http, q: ApiQuery, w: Window, method: str, sink: Pa
         if features and fingerprint in seen_pages:
             raise FetchError(f"{_show(url, params)}: the same page came back again (looping next links)")
         seen_pages.add(fingerprint)
-        fresh = []
+        fresh, ids = [], set()
         for f in features:
             fid = f.get("id") if isinstance(f, dict) else None
             if isinstance(fid, str):
-                if fid in seen_ids:
+                if fid in ids or any(fid in r for r in recent):
                     continue
-                seen_ids.add(fid)
+                ids.add(fid)
             fresh.append(f)
+        recent.append(ids)
         if fresh:
             out = sink(fresh)
             if out is not None:

@@ -213,6 +213,7 @@ def test_invalid_items_are_quarantined_and_datetimes_normalised(api, tmp_path):
     assert res.exit_code == 0
     c = res.json["collections"]["remote/c1"]
     assert c["quarantined"] == 1 and c["records"] == 23
+    assert c["quarantined_examples"] == [{"id": "../escape", "reason": "item id '../escape' contains a path separator"}]
     by_id = {i["id"]: i for i in snapshot_items(repo)}
     assert by_id["item-0000"]["properties"]["datetime"] == "2020-01-01T10:00:00Z"
     assert by_id["item-0001"]["properties"]["eo:cloud_cover"] == 12.5
@@ -318,3 +319,50 @@ def test_an_item_moving_to_another_month_counts_as_changed(api, tmp_path):
     assert (c["added"], c["changed"], c["removed"], c["records"]) == (0, 1, 0, 240)
     dec = (repo / SNAP / "2020-12.ndjson").read_text()
     assert '"id":"item-0020"' in dec and '"id":"item-0020"' not in (repo / SNAP / "2020-09.ndjson").read_text()
+
+
+def test_partitions_sorted_on_disk_in_small_runs_give_the_same_files_and_counts(api, tmp_path, monkeypatch):
+    import stacgit.fileio
+
+    whole = make_repo(tmp_path / "whole", api.proxy.url)
+    runs = make_repo(tmp_path / "runs", api.proxy.url)
+    assert snap(whole).exit_code == 0
+    monkeypatch.setattr(stacgit.fileio, "RUN_BYTES", 600)  # 20 items a month: several runs each, merged
+    first = snap(runs)
+    assert first.exit_code == 0 and first.json["collections"]["remote/c1"]["added"] == 240
+    assert tree(runs / SNAP) == tree(whole / SNAP)
+    items = make_items(243)
+    items[10]["properties"]["eo:cloud_cover"] = 77  # changed
+    items[20]["properties"]["datetime"] = "2020-12-30T00:00:00Z"  # moved to another month: changed
+    del items[5]  # removed
+    api.serve(items)  # item-0240..0242 added
+    c = snap(runs).json["collections"]["remote/c1"]
+    assert (c["added"], c["changed"], c["removed"], c["records"]) == (3, 2, 1, 242)
+    assert sorted(i["id"] for i in snapshot_items(runs)) == sorted(i["id"] for i in items)
+    monkeypatch.undo()
+    assert snap(whole).exit_code == 0
+    assert tree(runs / SNAP) == tree(whole / SNAP)
+
+
+def test_a_hand_edited_snapshot_file_is_named_and_nothing_is_changed(api, tmp_path):
+    repo = make_repo(tmp_path / "repo", api.proxy.url)
+    assert snap(repo).exit_code == 0
+    items = make_items(240)
+    items[0]["properties"]["eo:cloud_cover"] = 55  # January changes upstream
+    items[5]["properties"]["eo:cloud_cover"] = 56  # June too
+    api.serve(items)
+    june = repo / SNAP / "2020-06.ndjson"
+    lines = june.read_bytes().splitlines(keepends=True)
+    june.write_bytes(b"".join(reversed(lines)))  # out of order
+    before = tree(repo / SNAP)
+    res = snap(repo)
+    assert res.exit_code == 1
+    assert f"{june}:2: lines are not sorted by id" in res.stderr and "Traceback" not in res.stderr
+    assert tree(repo / SNAP) == before  # January was not rewritten either
+    june.write_bytes(b"".join(lines[:3]) + b"not json\n" + b"".join(lines[3:]))
+    res = snap(repo)
+    assert res.exit_code == 1 and f"{june}:4: not a record of this snapshot" in res.stderr
+    june.write_bytes(b"".join(lines))
+    res = snap(repo)  # fixed: the rerun resumes from the checkpointed windows
+    c = res.json["collections"]["remote/c1"]
+    assert res.exit_code == 0 and c["windows_resumed"] == 12 and (c["changed"], c["records"]) == (2, 240)

@@ -133,6 +133,8 @@ def test_normalise_and_partition():
     assert partition_of(item) == "2020-05"
     assert normalise({"id": "a/b", "properties": {}}, ())[1] == "item id 'a/b' contains a path separator"
     assert normalise({"id": "a", "geometry": None, "properties": {}}, ())[1].startswith("no datetime")
+    bad = {"id": "a", "geometry": None, "properties": {"datetime": "2020/../../x:00Z"}}  # would name a partition outside the folder
+    assert normalise(bad, ())[1] == "datetime '2020/../../x:00Z' is not an RFC 3339 time"
     undated = {"id": "x", "properties": {"start_datetime": None}}
     assert partition_of(undated).startswith("undated-")
 
@@ -156,3 +158,19 @@ def test_iter_items_streams_dicts_from_concurrent_windows():
 
     with pytest.raises(FetchError, match="HTTP 404"):
         list(iter_items(ApiQuery(url="http://api", collection="c", method="GET", retries=0), {}, httpx.MockTransport(broken)))
+
+
+def test_repeats_within_recent_pages_are_dropped_with_bounded_memory(monkeypatch):
+    import stacgit.sources.stacapi as stacapi
+
+    monkeypatch.setattr(stacapi, "RECENT_PAGES", 2)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", 0))
+        links = [{"rel": "next", "href": f"http://api/collections/c/items?page={page + 1}"}] if page < 4 else []
+        ids = {0: ["a", "b"], 1: ["b", "c"], 2: ["c", "b", "d"], 3: ["e"], 4: ["a", "f"]}[page]  # "a" again 4 pages later
+        return httpx.Response(200, json={"features": [feature(i) for i in ids], "links": links})
+
+    res, got = collect(handler, ApiQuery(url="http://api", collection="c", retries=0), method="GET")
+    assert [f["id"] for f in got] == ["a", "b", "c", "d", "e", "a", "f"]
+    assert res.items == 7  # the far repeat of "a" is left to the partition writer, which keeps one
