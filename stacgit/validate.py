@@ -447,7 +447,7 @@ def _file_of(t: Target) -> str:
 
 
 def _validate_chunk(args: tuple) -> tuple[Report, list, list]:
-    validator, units, keep = args
+    validator, units, keep, identities = args
     report = Report()
     idents: list[tuple] = []
     kept: list[tuple] = []
@@ -462,7 +462,7 @@ def _validate_chunk(args: tuple) -> tuple[Report, list, list]:
                 result = validator.check(doc, t.extra, t.rel, t.root)
                 item_id = doc.get("id") if isinstance(doc.get("id"), str) else None
                 report.add(item_id, loc, result)
-                if doc.get("type") == "Feature":
+                if identities and doc.get("type") == "Feature":
                     idents.append((doc.get("collection"), item_id, loc, result.status))
                 if keep:
                     kept.append((t.file, result.status, result.to_row(), result.schemas))
@@ -485,14 +485,22 @@ def _chunks(units: list, jobs: int) -> list[list]:
     return [c for c in out if c]
 
 
-def validate_targets(validator: Validator, targets: list[Target | Subtree], jobs: int = 1, keep: bool = False) -> tuple[Report, list]:
-    """Validate files and subtrees (in ``jobs`` processes when there are many). Returns the
-    report and, with ``keep``, (file, status, result row, schema urls) for every document."""
+def validate_targets(
+    validator: Validator, targets: list[Target | Subtree], jobs: int = 1, keep: bool = False, identities: bool = True, pool: ProcessPoolExecutor | None = None
+) -> tuple[Report, list]:
+    """Validate files and subtrees (in ``jobs`` processes when there are many; in ``pool``
+    when given). Returns the report and, with ``keep``, (file, status, result row, schema
+    urls) for every document. ``identities`` reports an item id seen twice in a collection
+    (callers whose ids are unique by construction skip that table of every id)."""
     if jobs <= 1 or (len(targets) < PARALLEL_MIN and not any(isinstance(t, Subtree) for t in targets)):
-        parts = [_validate_chunk((validator, targets, keep))]
+        parts = [_validate_chunk((validator, targets, keep, identities))]
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            parts = list(pool.map(_validate_chunk, [(validator, c, keep) for c in _chunks(targets, jobs)]))
+        work = [(validator, c, keep, identities) for c in _chunks(targets, jobs)]
+        if pool is not None:
+            parts = list(pool.map(_validate_chunk, work))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as own:
+                parts = list(own.map(_validate_chunk, work))
     report = Report()
     kept: list = []
     for part, idents, rows in parts:

@@ -9,7 +9,9 @@ schema content changed. ``stacgit validate CATALOG`` reads the same verdicts.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
@@ -17,8 +19,11 @@ from stacgit import state as st
 from stacgit.hashing import digest_obj
 from stacgit.project import CatalogSpec, Project
 from stacgit.schemas import SchemaStore
-from stacgit.validate import DocResult, Report, Target, Validator, validate_targets
+from stacgit.validate import PARALLEL_MIN, DocResult, Report, Target, Validator, validate_targets
 
+
+PAGE = 20_000
+"""Outputs validated (and their verdicts committed) at a time."""
 
 STAC_KINDS = "('item', 'catalog', 'root')"
 """Outputs that are STAC documents (GeoParquet and pgstac NDJSON are exports of them)."""
@@ -62,35 +67,52 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
             con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
         con.execute("DELETE FROM verdicts WHERE catalog=? AND path NOT IN (SELECT path FROM outputs WHERE catalog=? AND kind IN " + STAC_KINDS + ")", (cat.id, cat.id))
-    todo = con.execute(
-        """SELECT o.path, o.collection, o.item_id, o.sha256 FROM outputs o
-           LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-           WHERE o.catalog = ? AND o.kind IN """ + STAC_KINDS + """ AND v.path IS NULL ORDER BY o.path""",
-        (cat.id,),
-    ).fetchall()
     root = str(project.build_dir / cat.id)
     extra = {c.id: c.validate_schemas for c in cat.collections}
-    targets = [Target(os.path.join(root, path), path, root, extra.get(coll, ())) for path, coll, _, _ in todo]
+    known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat.id,))}
     run = Report()
-    if targets:
-        run, kept = validate_targets(validator, targets, jobs, keep=True)
-        by_file = {k[0]: k for k in kept}
-        rows, sets = [], {}
-        for (path, coll, item_id, sha), target in zip(todo, targets):
-            got = by_file.get(target.file)
-            if got is None:  # the file vanished between the build and here: no verdict
-                continue
-            _, status, detail, urls = got
-            sid = set_id(urls)
-            sets[sid] = urls
-            rows.append((cat.id, path, coll, item_id, sha, sid, status, detail))
-        known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat.id,))}
-        with st.Transaction(con):
-            con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
-            con.executemany(
-                "INSERT OR REPLACE INTO schema_sets VALUES (?,?,?,?)",
-                [(cat.id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
-            )
+    after = ""
+    pool = None
+    try:
+        while True:  # a page of outputs at a time: memory does not grow with the catalog
+            todo = con.execute(
+                """SELECT o.path, o.collection, o.item_id, o.sha256 FROM outputs o
+                   LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
+                   WHERE o.catalog = ? AND o.kind IN """ + STAC_KINDS + """ AND v.path IS NULL AND o.path > ?
+                   ORDER BY o.path LIMIT ?""",
+                (cat.id, after, PAGE),
+            ).fetchall()
+            if not todo:
+                break
+            after = todo[-1][0]
+            targets = [Target(os.path.join(root, path), path, root, extra.get(coll, ())) for path, coll, _, _ in todo]
+            if pool is None and jobs > 1 and len(todo) >= PARALLEL_MIN:
+                # fresh processes: forked from this one they would each start with (and count
+                # as) everything the build task holds
+                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+            # item ids are unique per collection by construction (the build plan checks them)
+            part, kept = validate_targets(validator, targets, jobs, keep=True, identities=False, pool=pool)
+            run.merge(part)
+            by_file = {k[0]: k for k in kept}
+            rows, sets = [], {}
+            for (path, coll, item_id, sha), target in zip(todo, targets):
+                got = by_file.get(target.file)
+                if got is None:  # the file vanished between the build and here: no verdict
+                    continue
+                _, status, detail, urls = got
+                sid = set_id(urls)
+                sets[sid] = urls
+                rows.append((cat.id, path, coll, item_id, sha, sid, status, detail))
+            with st.Transaction(con):
+                con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
+                con.executemany(
+                    "INSERT OR REPLACE INTO schema_sets VALUES (?,?,?,?)",
+                    [(cat.id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
+                )
+            known.update(sets)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts WHERE catalog=? GROUP BY status", (cat.id,)).fetchall())
     return {
         "validated": run.checked,

@@ -181,3 +181,28 @@ def test_third_party_extension_package(tmp_path, schema_mirror, repo):
     res = run("validate", str(one), "--offline", "--json")
     assert res.returncode == 1
     assert json.loads(res.stdout)["errors"][0]["message"] == "demo:quality must not be BAD"
+
+
+def test_validation_in_pages_gives_the_same_verdicts(repo, schema_mirror, monkeypatch):
+    import sqlite3
+
+    from stacgit import verdicts as verdicts_module
+
+    rules = repo / "schemas/usgs.gov/3dep/tile-rules.json"
+    rules.write_text(rules.read_text().replace('"QL0", "QL1", "QL2", "QL3"', '"QL0", "QL1"'))  # some items invalid
+    built = stacgit(repo, "build", "-j", "1", "--json")
+    assert built.exit_code == 1 and built.json["validation"]["invalid"] > 0
+    db = repo / ".stacgit/state.sqlite3"
+
+    def verdicts() -> list[tuple]:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT path, sha256, set_id, status, detail FROM verdicts ORDER BY path").fetchall()
+
+    whole, report = verdicts(), stacgit(repo, "validate", "--json").json
+    assert len(whole) == built.json["validation"]["validated"] > 8
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM verdicts")
+    monkeypatch.setattr(verdicts_module, "PAGE", 4)  # many pages, each committed on its own
+    paged = stacgit(repo, "validate", "--json")
+    assert paged.exit_code == 1 and paged.json == report
+    assert verdicts() == whole
