@@ -21,7 +21,9 @@ import contextlib
 import functools
 import gc
 import hashlib
+import bisect
 import itertools
+import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import shapely
 from stac_geoparquet.arrow import to_parquet
 from stac_geoparquet.arrow._batch import StacJsonBatch
@@ -220,6 +223,68 @@ class _Member:
     item_id: str
     path: str
     sha: str
+    old_off: int | None = None  # unchanged since the last export: where its pgstac line is in the old piece
+    old_len: int | None = None
+    old_row: int | None = None  # and its row in the old parquet file
+
+
+def _arrow_names(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_list(t):
+        f = t.value_field
+        return pa.list_(pa.field("item", _arrow_names(f.type), f.nullable, f.metadata))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _arrow_names(f.type), f.nullable, f.metadata) for f in t])
+    return t
+
+
+class _OldPartition:
+    """The partition as the last export wrote it: unchanged items take their parquet row and
+    pgstac line from here instead of being read and converted again. Rows are asked for in
+    increasing order (members and old rows share the (datetime, id) order), so only the row
+    groups at hand are in memory."""
+
+    def __init__(self, parquet: Path | None, piece: Path):
+        self.file = pq.ParquetFile(parquet) if parquet is not None else None
+        self.starts: list[int] = []
+        if self.file is not None:
+            md = self.file.metadata
+            self.starts = list(itertools.accumulate((md.row_group(i).num_rows for i in range(md.num_row_groups)), initial=0))
+        self.groups: dict[int, pa.Table] = {}
+        self.piece = open(piece, "rb")
+        self.lines = mmap.mmap(self.piece.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(self.piece.fileno()).st_size else b""
+
+    @property
+    def rows(self) -> int:
+        return self.starts[-1] if self.starts else 0
+
+    def line(self, m: _Member) -> bytes:
+        return self.lines[m.old_off : m.old_off + m.old_len]
+
+    def schema(self) -> pa.Schema:
+        """The schema a conversion gives: the file's, with Arrow's list item names (a
+        parquet file names them ``element``) and without the file's metadata."""
+        return pa.schema([pa.field(f.name, _arrow_names(f.type), f.nullable, f.metadata) for f in self.file.schema_arrow])  # type: ignore[union-attr]
+
+    def take(self, rows: list[int], schema: pa.Schema) -> pa.Table:
+        """The rows (increasing), cast to ``schema`` (the conversion's list field names)."""
+        want = [bisect.bisect_right(self.starts, r) - 1 for r in rows]
+        for g in [g for g in self.groups if g < want[0]]:
+            del self.groups[g]
+        used = sorted(set(want))
+        before, at = {}, 0
+        for g in used:
+            if g not in self.groups:
+                self.groups[g] = self.file.read_row_group(g)  # type: ignore[union-attr]
+            before[g] = at
+            at += self.groups[g].num_rows
+        table = pa.concat_tables([self.groups[g] for g in used])
+        picked = table.take(pa.array([before[g] + r - self.starts[g] for r, g in zip(rows, want)], type=pa.int64()))
+        return picked.replace_schema_metadata(None).cast(schema)
+
+    def close(self) -> None:
+        if isinstance(self.lines, mmap.mmap):
+            self.lines.close()
+        self.piece.close()
 
 
 @contextlib.contextmanager
@@ -239,41 +304,68 @@ def _item_start(path: Path) -> str:
     return item_time_range(orjson.loads(path.read_bytes()))[0]
 
 
-def write_partition(out_dir: Path, members: Iterable[_Member], schema: pa.Schema | None, prepared: Prepared | None, collection_doc: dict, parquet_tmp: Path | None, piece_tmp: Path, on_batch: Callable[[list[tuple[_Member, int, int]]], None]) -> None:
+def write_partition(
+    out_dir: Path,
+    members: Iterable[_Member],
+    schema: pa.Schema | None,
+    prepared: Prepared | None,
+    collection_doc: dict,
+    parquet_tmp: Path | None,
+    piece_tmp: Path,
+    on_batch: Callable[[list[tuple[_Member, int, int]]], None],
+    old: _OldPartition | None = None,
+) -> None:
     """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files,
     ``BATCH`` items at a time; ``on_batch`` gets (member, offset, length) of each item's line
-    in the piece."""
+    in the piece. Members with an ``old_row`` come from ``old`` (the bytes are the same as
+    converting their unchanged files again); the others are read and converted."""
     pos = 0
     base = str(out_dir)
+    target: list[pa.Schema] = []  # the converted batches' schema, once known
+
+    def reused(m: _Member) -> bool:
+        return old is not None and m.old_row is not None
 
     def batches() -> Iterator[pa.RecordBatch]:
         nonlocal pos
-        for chunk in read_ahead(members, lambda m: os.path.join(base, m.path), BATCH):
-            rows = []
-            lines = []
-            placed = []
+        for chunk in read_ahead(members, lambda m: None if reused(m) else os.path.join(base, m.path), BATCH):
+            rows, lines, placed, old_rows, order = [], [], [], [], []
             for m, data in chunk:
-                if isinstance(data, OSError):
-                    raise BuildError(f"{out_dir / m.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
-                item = orjson.loads(data)
-                line = pgstac_line(item)
+                if reused(m):
+                    line = old.line(m)  # type: ignore[union-attr]
+                    order.append(-1 - len(old_rows))
+                    old_rows.append(m.old_row)
+                else:
+                    if isinstance(data, OSError):
+                        raise BuildError(f"{out_dir / m.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
+                    item = orjson.loads(data)
+                    line = pgstac_line(item)
+                    order.append(len(rows))
+                    if parquet_tmp is not None:
+                        rows.append(prepared.row(item))  # type: ignore[union-attr]
+                    else:
+                        rows.append(None)
                 lines.append(line)
                 placed.append((m, pos, len(line)))
                 pos += len(line)
-                if parquet_tmp is not None:
-                    rows.append(prepared.row(item))  # type: ignore[union-attr]
             piece.write(b"".join(lines))
             on_batch(placed)
             if parquet_tmp is None:
                 continue
-            wkb = _wkb([r.get("geometry") for r in rows])
-            for r, g in zip(rows, wkb):
-                r["geometry"] = g
-            try:
-                array = pa.array(rows, type=pa.struct(schema))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-                _explain(rows, schema, prepared, exc)  # type: ignore[arg-type]
-            yield StacJsonBatch(pa.RecordBatch.from_struct_array(array)).to_arrow_batch().inner
+            fresh = _convert(rows, schema, prepared) if rows else None
+            if fresh is not None and not target:
+                target.append(fresh.schema)
+            if not old_rows:
+                yield fresh
+                continue
+            if not target:
+                target.append(old.schema())  # type: ignore[union-attr]
+            kept = old.take(old_rows, target[0])  # type: ignore[union-attr]
+            parts = ([pa.Table.from_batches([fresh])] if fresh is not None else []) + [kept]
+            table = pa.concat_tables(parts)
+            n_fresh = len(rows)
+            perm = pa.array([i if i >= 0 else n_fresh - 1 - i for i in order], type=pa.int64())
+            yield table.take(perm).combine_chunks().to_batches()[0]
 
     with open(piece_tmp, "wb") as piece, _no_gc():
         if parquet_tmp is None:
@@ -284,6 +376,18 @@ def write_partition(out_dir: Path, members: Iterable[_Member], schema: pa.Schema
             first = next(gen)
             reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, gen))
             to_parquet(reader, parquet_tmp, collections={collection_doc["id"]: collection_doc}, compression="zstd", write_statistics=True)
+
+
+def _convert(rows: list[dict], schema: pa.Schema, prepared: Prepared) -> pa.RecordBatch:
+    """Rows of ``Prepared.row`` as a stac-geoparquet Arrow batch."""
+    wkb = _wkb([r.get("geometry") for r in rows])
+    for r, g in zip(rows, wkb):
+        r["geometry"] = g
+    try:
+        array = pa.array(rows, type=pa.struct(schema))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        _explain(rows, schema, prepared, exc)
+    return StacJsonBatch(pa.RecordBatch.from_struct_array(array)).to_arrow_batch().inner
 
 
 def _chain(first, rest):
@@ -396,15 +500,17 @@ _CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
  WHERE o.catalog=? AND o.collection=? AND o.kind='item'"""
 _GONE = """e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
     WHERE o.catalog=e.catalog AND o.collection=e.collection AND o.item_id=e.item_id AND o.kind='item')"""
-_MEMBERS = """SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=:p
+_MEMBERS = """SELECT sort, item_id, path, sha256, NULL, NULL, NULL FROM temp.ex_new WHERE part=:p
 UNION ALL
-SELECT e.sort, e.item_id, e.path, e.sha256 FROM exported e
- WHERE e.catalog=:c AND e.collection=:k AND e.part=:p
-   AND NOT EXISTS (SELECT 1 FROM temp.ex_new n WHERE n.item_id=e.item_id)
+SELECT e.sort, e.item_id, e.path, e.sha256, e.off, e.len, e.rn
+  FROM (SELECT *, ROW_NUMBER() OVER (ORDER BY off) - 1 AS rn FROM exported
+         WHERE catalog=:c AND collection=:k AND part=:p) e
+ WHERE NOT EXISTS (SELECT 1 FROM temp.ex_new n WHERE n.item_id=e.item_id)
    AND EXISTS (SELECT 1 FROM outputs o WHERE o.catalog=e.catalog AND o.path=e.path AND o.sha256=e.sha256)
 ORDER BY 1, 2"""
 """A partition's items, sorted by datetime then id: the changed ones and those unchanged since
-the last export (still in the build with the same digest)."""
+the last export (still in the build with the same digest); these carry their line in the old
+pgstac piece and their row in the old parquet file (rows and lines were written in one order)."""
 
 
 def _insert(con, sql: str, rows: list[tuple]) -> None:
@@ -459,7 +565,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     dirty |= set(gone)
     known_parts = _known_parts(con, coll)
     pdir = pieces_dir(project, coll)
-    dirty |= _damaged_parts(project, con, coll, known_parts)
+    damaged = _damaged_parts(project, con, coll, known_parts)
+    dirty |= damaged
     if config_changed:
         dirty |= parts | set(known_parts)
     dirty |= parts - set(known_parts)
@@ -489,8 +596,15 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             continue
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
+        old = None
+        if not config_changed and part in known_parts and part not in damaged:
+            old = _OldPartition(out_dir / pq_rel if gp else None, pdir / f"{part}.ndjson")
+            count, size = con.execute("SELECT COUNT(*), TOTAL(len) FROM exported WHERE catalog=? AND collection=? AND part=?", (*key, part)).fetchone()
+            if (gp and old.rows != count) or len(old.lines) != size:  # not the files the state describes: convert everything
+                old.close()
+                old = None
         try:
-            write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part))
+            write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part), old)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
@@ -498,6 +612,9 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             row = con.execute("SELECT path FROM outputs WHERE catalog=? AND collection=? AND item_id=? AND kind='item'", (*key, d.item_id)).fetchone()
             at = f" ({cat_id}/{row[0]})" if row else ""
             raise BuildError(f"{coll.key}: GeoParquet schema drift: item {d.item_id!r}{at}: {d.field}: {d.reason}") from None
+        finally:
+            if old is not None:
+                old.close()
         if gp:
             parquet_dir.mkdir(parents=True, exist_ok=True)
             os.replace(pq_tmp, out_dir / pq_rel)

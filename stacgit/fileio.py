@@ -36,17 +36,18 @@ def read_file(path: str) -> bytes | OSError:
         return exc
 
 
-def read_ahead(items: Iterable[T], path: Callable[[T], str], batch: int, threads: int = READERS) -> Iterator[list[tuple[T, bytes | OSError]]]:
+def read_ahead(items: Iterable[T], path: Callable[[T], str | None], batch: int, threads: int = READERS) -> Iterator[list[tuple[T, bytes | OSError | None]]]:
     """Batches of ``batch`` (item, bytes of ``path(item)`` or the OSError reading it), in
-    order. The files of the next batch are being read while the caller works on this one."""
+    order; None for an item whose path is None (nothing to read). The files of the next
+    batch are being read while the caller works on this one."""
     it = iter(items)
     with ThreadPoolExecutor(threads, thread_name_prefix="stacgit-read") as pool:
-        ahead: tuple[list[T], list[Future]] | None = None
+        ahead: tuple[list[T], list[Future | None]] | None = None
         while True:
             chunk = list(itertools.islice(it, batch))
-            reads = [pool.submit(read_file, path(x)) for x in chunk]
+            reads = [None if (p := path(x)) is None else pool.submit(read_file, p) for x in chunk]
             if ahead is not None:
-                yield [(x, r.result()) for x, r in zip(*ahead)]
+                yield [(x, None if r is None else r.result()) for x, r in zip(*ahead)]
             if not chunk:
                 return
             ahead = (chunk, reads)
