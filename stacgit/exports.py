@@ -761,9 +761,14 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
         finally:
             pieces.close()
         os.replace(tmp, out_dir / "pgstac" / "changes.ndjson")
-    with st.Transaction(con):
-        con.execute("DELETE FROM fed WHERE catalog=?", (cat.id,))
-        con.execute("INSERT INTO fed SELECT catalog, collection, item_id, sha256, sort, path FROM exported WHERE catalog=?", (cat.id,))
+    with st.Transaction(con):  # fed becomes what was exported: only the rows that differ are written
+        con.execute(f"DELETE FROM fed WHERE rowid IN (SELECT f.rowid {_DELETES})", args)
+        con.execute(
+            "INSERT OR REPLACE INTO fed SELECT e.catalog, e.collection, e.item_id, e.sha256, e.sort, e.path "
+            "FROM exported e LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
+            "WHERE e.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256 OR f.sort IS NOT e.sort OR f.path IS NOT e.path)",
+            args,
+        )
     return counts
 
 

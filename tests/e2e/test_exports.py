@@ -292,6 +292,14 @@ def test_change_feed_and_pgstac_changes(repo):
     assert res.json["changes"] == {"added": 0, "updated": 1, "deleted": 0}
     changes = [orjson.loads(l) for l in (repo / "build" / "shift" / "pgstac" / "changes.ndjson").read_bytes().splitlines()]
     assert [c["op"] for c in changes] == ["upsert"]
+    # what the next feed compares with is exactly what was exported (kept up to date row by row)
+    import sqlite3
+
+    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
+        fed = con.execute("SELECT catalog, collection, item_id, sha256, sort, path FROM fed ORDER BY 1, 2, 3").fetchall()
+        exported = con.execute("SELECT catalog, collection, item_id, sha256, sort, path FROM exported ORDER BY 1, 2, 3").fetchall()
+    assert fed == exported and sum(r[0] == "shift" for r in fed) == 32
+    assert build(repo).json["changes"] == {"added": 0, "updated": 0, "deleted": 0}
 
 
 @pytest.mark.skipif(not os.environ.get("STACGIT_PGSTAC_DSN"), reason="set STACGIT_PGSTAC_DSN=postgresql://... (PostgreSQL + PostGIS, pypgstac installed) to load the NDJSON into a real pgstac")
