@@ -66,7 +66,11 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
         for sid in stale:
             con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
-        con.execute("DELETE FROM verdicts WHERE catalog=? AND path NOT IN (SELECT path FROM outputs WHERE catalog=? AND kind IN " + STAC_KINDS + ")", (cat.id, cat.id))
+        con.execute(
+            "DELETE FROM verdicts WHERE catalog=? AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.catalog=verdicts.catalog AND o.path=verdicts.path AND o.kind IN "
+            + STAC_KINDS + ")",
+            (cat.id,),
+        )
     root = str(project.build_dir / cat.id)
     extra = {c.id: c.validate_schemas for c in cat.collections}
     known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat.id,))}
@@ -110,6 +114,8 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
                     [(cat.id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
                 )
             known.update(sets)
+            if len(todo) < PAGE:  # the last page: no need to scan for another
+                break
     finally:
         if pool is not None:
             pool.shutdown()

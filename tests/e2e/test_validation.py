@@ -206,3 +206,18 @@ def test_validation_in_pages_gives_the_same_verdicts(repo, schema_mirror, monkey
     paged = stacgit(repo, "validate", "--json")
     assert paged.exit_code == 1 and paged.json == report
     assert verdicts() == whole
+
+
+def test_verdicts_of_removed_outputs_are_dropped(repo, schema_mirror):
+    import sqlite3
+
+    build(repo)
+    csv = repo / CSV
+    lines = csv.read_text().splitlines(keepends=True)
+    gone = lines[4].split(",")[0]
+    csv.write_text("".join(lines[:4] + lines[5:]))
+    build(repo)
+    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
+        verdicts = [r[0] for r in con.execute("SELECT path FROM verdicts ORDER BY path")]
+        outputs = [r[0] for r in con.execute("SELECT path FROM outputs WHERE kind IN ('item', 'catalog', 'root') ORDER BY path")]
+    assert verdicts == outputs and not any(gone in p for p in verdicts)
