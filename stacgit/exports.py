@@ -545,10 +545,9 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     parts: set[str] = set()
     changed = 0
     pending: list[tuple] = []
-    for item_id, path, sha, patched, start, e_sha, e_part, e_path in con.execute(_CURRENT, key):
-        if e_sha == sha and e_path == path and not config_changed:
-            parts.add(e_part)
-            continue
+    # unchanged items are left to SQLite: only the changed rows come to Python
+    query = _CURRENT if config_changed else _CURRENT + " AND (e.sha256 IS NOT o.sha256 OR e.path IS NOT o.path)"
+    for item_id, path, sha, patched, start, e_sha, e_part, e_path in con.execute(query, key):
         changed += 1
         sort = start if (start and patched is None) else _item_start(out_dir / path)
         part = partition_key(sort, partition)
@@ -560,6 +559,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         if len(pending) >= SPILL:
             _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
+    # every partition exported before (one that loses all its items is dirty, and dropped below)
+    parts.update(r[0] for r in con.execute("SELECT DISTINCT part FROM exported WHERE catalog=? AND collection=?", key))
     gone = dict(con.execute(f"SELECT e.part, COUNT(*) FROM exported e WHERE {_GONE} GROUP BY e.part", key).fetchall())
     removed = sum(gone.values())
     dirty |= set(gone)
