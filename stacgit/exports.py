@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import hashlib
 import bisect
+import hashlib
 import itertools
 import mmap
 import os
@@ -321,13 +321,13 @@ def write_partition(
     converting their unchanged files again); the others are read and converted."""
     pos = 0
     base = str(out_dir)
-    target: list[pa.Schema] = []  # the converted batches' schema, once known
+    target: pa.Schema | None = None  # the converted batches' schema, once known
 
     def reused(m: _Member) -> bool:
         return old is not None and m.old_row is not None
 
     def batches() -> Iterator[pa.RecordBatch]:
-        nonlocal pos
+        nonlocal pos, target
         for chunk in read_ahead(members, lambda m: None if reused(m) else os.path.join(base, m.path), BATCH):
             rows, lines, placed, old_rows, order = [], [], [], [], []
             for m, data in chunk:
@@ -340,11 +340,9 @@ def write_partition(
                         raise BuildError(f"{out_dir / m.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
                     item = orjson.loads(data)
                     line = pgstac_line(item)
-                    order.append(len(rows))
                     if parquet_tmp is not None:
+                        order.append(len(rows))
                         rows.append(prepared.row(item))  # type: ignore[union-attr]
-                    else:
-                        rows.append(None)
                 lines.append(line)
                 placed.append((m, pos, len(line)))
                 pos += len(line)
@@ -353,14 +351,14 @@ def write_partition(
             if parquet_tmp is None:
                 continue
             fresh = _convert(rows, schema, prepared) if rows else None
-            if fresh is not None and not target:
-                target.append(fresh.schema)
+            if fresh is not None and target is None:
+                target = fresh.schema
             if not old_rows:
                 yield fresh
                 continue
-            if not target:
-                target.append(old.schema())  # type: ignore[union-attr]
-            kept = old.take(old_rows, target[0])  # type: ignore[union-attr]
+            if target is None:
+                target = old.schema()  # type: ignore[union-attr]
+            kept = old.take(old_rows, target)  # type: ignore[union-attr]
             parts = ([pa.Table.from_batches([fresh])] if fresh is not None else []) + [kept]
             table = pa.concat_tables(parts)
             n_fresh = len(rows)

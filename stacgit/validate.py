@@ -11,6 +11,7 @@ both give the same verdict on every document of the test corpus.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -496,11 +497,8 @@ def validate_targets(
         parts = [_validate_chunk((validator, targets, keep, identities))]
     else:
         work = [(validator, c, keep, identities) for c in _chunks(targets, jobs)]
-        if pool is not None:
-            parts = list(pool.map(_validate_chunk, work))
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as own:
-                parts = list(own.map(_validate_chunk, work))
+        with contextlib.nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=jobs) as workers:
+            parts = list(workers.map(_validate_chunk, work))
     report = Report()
     kept: list = []
     for part, idents, rows in parts:

@@ -19,7 +19,7 @@ from stacgit import state as st
 from stacgit.hashing import digest_obj
 from stacgit.project import CatalogSpec, Project
 from stacgit.schemas import SchemaStore
-from stacgit.validate import PARALLEL_MIN, DocResult, Report, Target, Validator, validate_targets
+from stacgit.validate import DocResult, Report, Target, Validator, validate_targets
 
 
 PAGE = 20_000
@@ -76,7 +76,9 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat.id,))}
     run = Report()
     after = ""
-    pool = None
+    # fresh processes: forked from this one they would each start with (and count as)
+    # everything the build task holds. They start on the first page large enough to need them.
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
     try:
         while True:  # a page of outputs at a time: memory does not grow with the catalog
             todo = con.execute(
@@ -90,10 +92,6 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
                 break
             after = todo[-1][0]
             targets = [Target(os.path.join(root, path), path, root, extra.get(coll, ())) for path, coll, _, _ in todo]
-            if pool is None and jobs > 1 and len(todo) >= PARALLEL_MIN:
-                # fresh processes: forked from this one they would each start with (and count
-                # as) everything the build task holds
-                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
             # item ids are unique per collection by construction (the build plan checks them)
             part, kept = validate_targets(validator, targets, jobs, keep=True, identities=False, pool=pool)
             run.merge(part)
