@@ -24,12 +24,17 @@ Tables
   verdicts    validation result of every output file at the sha256 it was validated at, and
               the schema set (core + extensions + custom) it was validated against
   exported    each item as the GeoParquet partitions and pgstac pieces hold it: sha256, partition,
-              sort key, and the offset/length of its line in the partition's pgstac piece
+              sort key (rows and lines are in (sort, item_id) order), and the offset/length of its
+              line in the partition's pgstac piece, kept for the items in ``feed_pending`` only
   export_parts  sha256 and size of each written partition file
   export_config the export settings + column types digest, and the collection input digest,
               of the last export of each collection
   fed         each item as the last change feed left it (not per collection: a collection
               removed from catalog.yaml still shows up as deletions)
+  feed_pending  items an export added, changed or removed since the last change feed: the
+              feed compares only these with ``fed``
+  unvalidated outputs (STAC documents) written or deleted since validation last looked at them,
+              filled by triggers on ``outputs``: validation reads these, not every output
   schema_sets the schema URLs of each set and the fingerprint of their content at the time;
               a changed fingerprint re-validates the documents of that set
 
@@ -84,17 +89,38 @@ CREATE TABLE IF NOT EXISTS verdicts (
   catalog TEXT, path TEXT, collection TEXT, item_id TEXT, sha256 TEXT, set_id TEXT, status TEXT, detail BLOB,
   PRIMARY KEY (catalog, path));
 CREATE INDEX IF NOT EXISTS verdicts_by_set ON verdicts (catalog, set_id);
+CREATE INDEX IF NOT EXISTS verdicts_by_status ON verdicts (catalog, status);
 CREATE TABLE IF NOT EXISTS schema_sets (catalog TEXT, set_id TEXT, urls TEXT, fingerprint TEXT, PRIMARY KEY (catalog, set_id));
 CREATE TABLE IF NOT EXISTS exported (
   catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, part TEXT, sort TEXT, path TEXT, off INTEGER, len INTEGER,
   PRIMARY KEY (catalog, collection, item_id));
-CREATE INDEX IF NOT EXISTS exported_by_part ON exported (catalog, collection, part);
+DROP INDEX IF EXISTS exported_by_part;
+CREATE INDEX IF NOT EXISTS exported_in_order ON exported (catalog, collection, part, sort, item_id);
 CREATE TABLE IF NOT EXISTS export_parts (catalog TEXT, collection TEXT, part TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (catalog, collection, part));
 CREATE TABLE IF NOT EXISTS export_config (catalog TEXT, collection TEXT, digest TEXT, input_digest TEXT, PRIMARY KEY (catalog, collection));
 CREATE TABLE IF NOT EXISTS fed (
   catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, sort TEXT, path TEXT, PRIMARY KEY (catalog, collection, item_id));
 CREATE TABLE IF NOT EXISTS reports (run_id TEXT, unit TEXT, data TEXT, PRIMARY KEY (run_id, unit));
 """
+
+_QUEUES = (
+    """CREATE TABLE IF NOT EXISTS feed_pending (
+       catalog TEXT, collection TEXT, item_id TEXT, PRIMARY KEY (catalog, collection, item_id)) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS unvalidated (catalog TEXT, path TEXT, PRIMARY KEY (catalog, path)) WITHOUT ROWID",
+    """CREATE TRIGGER IF NOT EXISTS outputs_written AFTER INSERT ON outputs WHEN new.kind IN ('item', 'catalog', 'root')
+       BEGIN INSERT OR IGNORE INTO unvalidated VALUES (new.catalog, new.path); END""",
+    """CREATE TRIGGER IF NOT EXISTS outputs_deleted AFTER DELETE ON outputs WHEN old.kind IN ('item', 'catalog', 'root')
+       BEGIN INSERT OR IGNORE INTO unvalidated VALUES (old.catalog, old.path); END""",
+)
+"""Work queues kept in step with the tables they follow (an ``INSERT OR REPLACE`` fires only
+the insert trigger)."""
+
+_SEED = (
+    "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM exported",
+    "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed",
+    "INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN ('item', 'catalog', 'root')",
+)
+"""A store made before the queues starts with everything queued."""
 
 COLLECTION_TABLES = (
     "shards", "records", "failures", "outputs", "pending", "aggregates",
@@ -131,6 +157,11 @@ def connect(state_dir: Path) -> sqlite3.Connection:
             "run `stacgit build --full` once"
         )
     con.executescript(_SCHEMA)
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='unvalidated'").fetchone() is None:
+        with Transaction(con):  # checked again inside: another process may have just made them
+            fresh = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='unvalidated'").fetchone() is None
+            for sql in _QUEUES + (_SEED if fresh else ()):
+                con.execute(sql)
     if row is None:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
     _CONNECTIONS[key] = con
@@ -180,5 +211,5 @@ class Transaction:
 
 def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
-        for table in COLLECTION_TABLES + ("schema_sets",):
+        for table in COLLECTION_TABLES + ("schema_sets", "feed_pending", "unvalidated"):
             con.execute(f"DELETE FROM {table} WHERE catalog=?", (catalog,))

@@ -4,7 +4,8 @@ A verdict is stored per output path with the sha256 it was computed for and the 
 it used. After the collections of a catalog are built, its catalog task validates exactly the
 outputs that have no verdict at their current sha256 (what this build wrote, plus anything a
 crashed or ``--no-validate`` build left), and re-validates every document of a schema set whose
-schema content changed. ``stacgit validate CATALOG`` reads the same verdicts.
+schema content changed. It finds them in the ``unvalidated`` queue (outputs written or deleted
+since it last looked), so a build that wrote a few files does not scan every output. ``stacgit validate CATALOG`` reads the same verdicts.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     validator = validator or open_validator(project)
     stale = stale_sets(con, validator, cat.id)
     with st.Transaction(con):
-        for sid in stale:
+        for sid in stale:  # their documents are validated again
+            con.execute("INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
-        con.execute(
-            "DELETE FROM verdicts WHERE catalog=? AND NOT EXISTS (SELECT 1 FROM outputs o WHERE o.catalog=verdicts.catalog AND o.path=verdicts.path AND o.kind IN "
-            + STAC_KINDS + ")",
-            (cat.id,),
+        con.execute(  # verdicts of deleted outputs
+            "DELETE FROM verdicts WHERE catalog=? AND path IN (SELECT u.path FROM unvalidated u WHERE u.catalog=? AND NOT EXISTS "
+            "(SELECT 1 FROM outputs o WHERE o.catalog=u.catalog AND o.path=u.path AND o.kind IN " + STAC_KINDS + "))",
+            (cat.id, cat.id),
         )
     root = str(project.build_dir / cat.id)
     extra = {c.id: c.validate_schemas for c in cat.collections}
@@ -82,10 +84,11 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     try:
         while True:  # a page of outputs at a time: memory does not grow with the catalog
             todo = con.execute(
-                """SELECT o.path, o.collection, o.item_id, o.sha256 FROM outputs o
+                """SELECT o.path, o.collection, o.item_id, o.sha256 FROM unvalidated u
+                   JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path
                    LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-                   WHERE o.catalog = ? AND o.kind IN """ + STAC_KINDS + """ AND v.path IS NULL AND o.path > ?
-                   ORDER BY o.path LIMIT ?""",
+                   WHERE u.catalog = ? AND o.kind IN """ + STAC_KINDS + """ AND v.path IS NULL AND u.path > ?
+                   ORDER BY u.path LIMIT ?""",
                 (cat.id, after, PAGE),
             ).fetchall()
             if not todo:
@@ -117,6 +120,14 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     finally:
         if pool is not None:
             pool.shutdown()
+    with st.Transaction(con):  # what has its verdict, or is gone, leaves the queue
+        con.execute(
+            """DELETE FROM unvalidated WHERE catalog = ? AND path IN (SELECT u.path FROM unvalidated u
+                 LEFT JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path AND o.kind IN """ + STAC_KINDS + """
+                 LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
+                WHERE u.catalog = ? AND (o.path IS NULL OR v.path IS NOT NULL))""",
+            (cat.id, cat.id),
+        )
     totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts WHERE catalog=? GROUP BY status", (cat.id,)).fetchall())
     return {
         "validated": run.checked,
