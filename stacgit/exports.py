@@ -22,8 +22,8 @@ import functools
 import gc
 import bisect
 import hashlib
+import heapq
 import itertools
-import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -42,7 +42,7 @@ from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
 from stacgit.fileio import read_ahead
-from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
+from stacgit.hashing import concat_sha256, digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
@@ -54,6 +54,8 @@ BATCH = 2000
 SPILL = 10_000
 """Changed items held before they go to the temporary table."""
 _NO_PARTITION = "items"
+CHECK_EVERY = 32
+"""A reused pgstac line is checked to be its item's in every this many lines."""
 
 _ARROW = {
     "string": pa.string(),
@@ -223,9 +225,8 @@ class _Member:
     item_id: str
     path: str
     sha: str
-    old_off: int | None = None  # unchanged since the last export: where its pgstac line is in the old piece
-    old_len: int | None = None
-    old_row: int | None = None  # and its row in the old parquet file
+    old_row: int | None = None  # unchanged since the last export: its row in the old parquet file and line in the old piece
+    pending: bool = True  # the next change feed reads its line: its offset is recorded
 
 
 def _arrow_names(t: pa.DataType) -> pa.DataType:
@@ -250,15 +251,25 @@ class _OldPartition:
             md = self.file.metadata
             self.starts = list(itertools.accumulate((md.row_group(i).num_rows for i in range(md.num_row_groups)), initial=0))
         self.groups: dict[int, pa.Table] = {}
-        self.piece = open(piece, "rb")
-        self.lines = mmap.mmap(self.piece.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(self.piece.fileno()).st_size else b""
+        self.piece = open(piece, "rb", buffering=1 << 20)
+        self.at = 0  # lines read so far
 
     @property
     def rows(self) -> int:
         return self.starts[-1] if self.starts else 0
 
     def line(self, m: _Member) -> bytes:
-        return self.lines[m.old_off : m.old_off + m.old_len]
+        """The old piece's line ``m.old_row`` (asked for in increasing order); ``_Stale`` when
+        it is not a line of that item (the id is looked for in every ``CHECK_EVERY``-th line:
+        a line added or removed by hand shifts all that follow)."""
+        while self.at < m.old_row:  # type: ignore[operator]
+            self.piece.readline()
+            self.at += 1
+        line = self.piece.readline()
+        self.at += 1
+        if not line.endswith(b"\n") or (m.old_row % CHECK_EVERY == 0 and b'"id":' + orjson.dumps(m.item_id) not in line):
+            raise _Stale(m.item_id)
+        return line
 
     def schema(self) -> pa.Schema:
         """The schema a conversion gives: the file's, with Arrow's list item names (a
@@ -282,9 +293,29 @@ class _OldPartition:
         return picked.replace_schema_metadata(None).cast(schema)
 
     def close(self) -> None:
-        if isinstance(self.lines, mmap.mmap):
-            self.lines.close()
         self.piece.close()
+
+
+class _Stale(Exception):
+    """The old piece is not the one the state describes (edited or truncated by hand)."""
+
+
+class LineReader:
+    """Lines of a pgstac piece by offset and length. Lines asked for in increasing offset order
+    come from the buffer when they are close."""
+
+    def __init__(self, path: Path, buffering: int = -1):
+        self.file = open(path, "rb", buffering=buffering)
+        self.pos = 0
+
+    def read(self, off: int, length: int) -> bytes:
+        if off != self.pos:
+            self.file.seek(off)
+        self.pos = off + length
+        return self.file.read(length)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 @contextlib.contextmanager
@@ -316,9 +347,10 @@ def write_partition(
     old: _OldPartition | None = None,
 ) -> None:
     """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files,
-    ``BATCH`` items at a time; ``on_batch`` gets (member, offset, length) of each item's line
-    in the piece. Members with an ``old_row`` come from ``old`` (the bytes are the same as
-    converting their unchanged files again); the others are read and converted."""
+    ``BATCH`` items at a time; ``on_batch`` gets (member, offset, length) of the line of each
+    ``pending`` item in the piece. Members with an ``old_row`` come from ``old`` (the bytes
+    are the same as converting their unchanged files again); the others are read and
+    converted."""
     pos = 0
     base = str(out_dir)
     target: pa.Schema | None = None  # the converted batches' schema, once known
@@ -344,7 +376,8 @@ def write_partition(
                         order.append(len(rows))
                         rows.append(prepared.row(item))  # type: ignore[union-attr]
                 lines.append(line)
-                placed.append((m, pos, len(line)))
+                if m.pending:
+                    placed.append((m, pos, len(line)))
                 pos += len(line)
             piece.write(b"".join(lines))
             on_batch(placed)
@@ -489,6 +522,7 @@ _TEMP_TABLES = """
 CREATE TEMP TABLE IF NOT EXISTS ex_new (item_id TEXT PRIMARY KEY, sha256 TEXT, part TEXT, sort TEXT, path TEXT);
 CREATE INDEX IF NOT EXISTS temp.ex_new_by_part ON ex_new (part);
 CREATE TEMP TABLE IF NOT EXISTS ex_rows (item_id TEXT, sha256 TEXT, part TEXT, sort TEXT, path TEXT, off INTEGER, len INTEGER);
+CREATE TEMP TABLE IF NOT EXISTS ex_gone (item_id TEXT PRIMARY KEY, part TEXT);
 """
 _CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
        (SELECT r.start FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection
@@ -498,17 +532,24 @@ _CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
  WHERE o.catalog=? AND o.collection=? AND o.kind='item'"""
 _GONE = """e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
     WHERE o.catalog=e.catalog AND o.collection=e.collection AND o.item_id=e.item_id AND o.kind='item')"""
-_MEMBERS = """SELECT sort, item_id, path, sha256, NULL, NULL, NULL FROM temp.ex_new WHERE part=:p
-UNION ALL
-SELECT e.sort, e.item_id, e.path, e.sha256, e.off, e.len, e.rn
-  FROM (SELECT *, ROW_NUMBER() OVER (ORDER BY off) - 1 AS rn FROM exported
-         WHERE catalog=:c AND collection=:k AND part=:p) e
- WHERE NOT EXISTS (SELECT 1 FROM temp.ex_new n WHERE n.item_id=e.item_id)
-   AND EXISTS (SELECT 1 FROM outputs o WHERE o.catalog=e.catalog AND o.path=e.path AND o.sha256=e.sha256)
-ORDER BY 1, 2"""
-"""A partition's items, sorted by datetime then id: the changed ones and those unchanged since
-the last export (still in the build with the same digest); these carry their line in the old
-pgstac piece and their row in the old parquet file (rows and lines were written in one order)."""
+_FRESH = "SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=? ORDER BY sort, item_id"
+_OLD = """SELECT e.sort, e.item_id, e.path, e.sha256,
+       EXISTS (SELECT 1 FROM temp.ex_new n WHERE n.item_id=e.item_id) OR EXISTS (SELECT 1 FROM temp.ex_gone g WHERE g.item_id=e.item_id),
+       EXISTS (SELECT 1 FROM feed_pending f WHERE f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id)
+  FROM exported e INDEXED BY exported_in_order WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
+
+
+def _members(con, key: tuple[str, str], part: str) -> Iterator[_Member]:
+    """A partition's items, sorted by datetime then id: the changed ones, and those unchanged
+    since the last export (neither changed nor gone from the build), with their row in the old
+    parquet file and line in the old pgstac piece (rows and lines were written in this order)."""
+    fresh = (_Member(*r) for r in con.execute(_FRESH, (part,)))
+    old = (
+        _Member(sort, item_id, path, sha, rn, bool(pending))
+        for rn, (sort, item_id, path, sha, replaced, pending) in enumerate(con.execute(_OLD, (*key, part)))
+        if not replaced
+    )
+    return heapq.merge(fresh, old, key=lambda m: (m.sort, m.item_id))  # str order is UTF-8 byte order, as SQLite sorts
 
 
 def _insert(con, sql: str, rows: list[tuple]) -> None:
@@ -537,8 +578,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     # Which items changed since the last export, and the partitions that hold them. Streams
     # the collection's rows; changed items go to a temporary table, not to memory.
     con.executescript(_TEMP_TABLES)
-    con.execute("DELETE FROM temp.ex_new")
-    con.execute("DELETE FROM temp.ex_rows")
+    for table in ("ex_new", "ex_rows", "ex_gone"):
+        con.execute(f"DELETE FROM temp.{table}")
     dirty: set[str] = set()
     parts: set[str] = set()
     changed = 0
@@ -559,7 +600,10 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     # every partition exported before (one that loses all its items is dirty, and dropped below)
     parts.update(r[0] for r in con.execute("SELECT DISTINCT part FROM exported WHERE catalog=? AND collection=?", key))
-    gone = dict(con.execute(f"SELECT e.part, COUNT(*) FROM exported e WHERE {_GONE} GROUP BY e.part", key).fetchall())
+    con.execute("BEGIN")
+    con.execute(f"INSERT INTO temp.ex_gone SELECT e.item_id, e.part FROM exported e WHERE {_GONE}", key)
+    con.execute("COMMIT")
+    gone = dict(con.execute("SELECT part, COUNT(*) FROM temp.ex_gone GROUP BY part").fetchall())
     removed = sum(gone.values())
     dirty |= set(gone)
     known_parts = _known_parts(con, coll)
@@ -584,7 +628,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         _insert(con, "INSERT INTO temp.ex_rows VALUES (?,?,?,?,?,?,?)", [(m.item_id, m.sha, part, m.sort, m.path, off, ln) for m, off, ln in batch])
 
     for part in sorted(dirty):
-        group = (_Member(*r) for r in con.execute(_MEMBERS, {"c": cat_id, "k": coll.id, "p": part}))
+        group = _members(con, key, part)
         first = next(group, None)
         pq_rel = f"{coll.id}/parquet/{part}.parquet"
         if first is None:
@@ -598,12 +642,18 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         old = None
         if not config_changed and part in known_parts and part not in damaged:
             old = _OldPartition(out_dir / pq_rel if gp else None, pdir / f"{part}.ndjson")
-            count, size = con.execute("SELECT COUNT(*), TOTAL(len) FROM exported WHERE catalog=? AND collection=? AND part=?", (*key, part)).fetchone()
-            if (gp and old.rows != count) or len(old.lines) != size:  # not the files the state describes: convert everything
+            count = con.execute("SELECT COUNT(*) FROM exported WHERE catalog=? AND collection=? AND part=?", (*key, part)).fetchone()[0]
+            if gp and old.rows != count:  # not the files the state describes: convert everything
                 old.close()
                 old = None
         try:
-            write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part), old)
+            try:
+                write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part), old)
+            except _Stale:  # the old piece was changed by hand: convert everything
+                old.close()  # type: ignore[union-attr]
+                old = None
+                con.execute("DELETE FROM temp.ex_rows WHERE part=?", (part,))
+                write_partition(out_dir, _members(con, key, part), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part), None)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
@@ -625,17 +675,13 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         shutil.rmtree(parquet_dir)
 
     items_rel = items_ndjson_path(coll)
-    items_changed = False
+    items_written: tuple[str, int] | None = None  # sha256, size
     if coll.pgstac and (dirty or not (out_dir / items_rel).exists()):
         target = out_dir / items_rel
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{cat_id}.{coll.id}.items.ndjson.tmp"
-        with open(tmp, "wb") as out:
-            for part in sorted(parts):
-                with open(pdir / f"{part}.ndjson", "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
+        items_written = concat_sha256([pdir / f"{part}.ndjson" for part in sorted(parts)], tmp)
         os.replace(tmp, target)
-        items_changed = True
     elif not coll.pgstac:
         shutil.rmtree(out_dir / "pgstac" / coll.id, ignore_errors=True)
 
@@ -649,11 +695,18 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
                 con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, f"{coll.id}/parquet/{part}.parquet", coll.id, None, "parquet", None, sha, size, None))
         if gp is None:
             con.execute("DELETE FROM outputs WHERE catalog=? AND collection=? AND kind='parquet'", key)
-        con.execute(f"DELETE FROM exported WHERE rowid IN (SELECT e.rowid FROM exported e WHERE {_GONE})", key)
-        con.execute("INSERT OR REPLACE INTO exported SELECT ?, ?, item_id, sha256, part, sort, path, off, len FROM temp.ex_rows", key)
-        if items_changed:
-            target = out_dir / items_rel
-            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, items_rel, coll.id, None, "pgstac", None, sha256_file(target), target.stat().st_size, None))
+        # the next change feed looks at these items only
+        con.execute("INSERT OR IGNORE INTO feed_pending SELECT ?, ?, item_id FROM temp.ex_new", key)
+        con.execute("INSERT OR IGNORE INTO feed_pending SELECT ?, ?, item_id FROM temp.ex_gone", key)
+        con.execute("DELETE FROM exported WHERE catalog=? AND collection=? AND item_id IN (SELECT item_id FROM temp.ex_gone)", key)
+        con.execute(  # rows updated in place (most only move to another offset)
+            "INSERT INTO exported SELECT ?, ?, item_id, sha256, part, sort, path, off, len FROM temp.ex_rows WHERE true "
+            "ON CONFLICT (catalog, collection, item_id) DO UPDATE SET sha256=excluded.sha256, part=excluded.part, "
+            "sort=excluded.sort, path=excluded.path, off=excluded.off, len=excluded.len",
+            key,
+        )
+        if items_written is not None:
+            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, items_rel, coll.id, None, "pgstac", None, *items_written, None))
         elif not coll.pgstac:
             con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, items_rel))
         con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
@@ -671,11 +724,13 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
 FEED_LINK = {"rel": "monitor", "href": f"./{FEED_INDEX}", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
 
 
-_UPSERTS = """FROM exported e LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id
- WHERE e.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256)"""
+_UPSERTS = """FROM feed_pending p JOIN exported e ON e.catalog=p.catalog AND e.collection=p.collection AND e.item_id=p.item_id
+  LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id
+ WHERE p.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256)"""
 """Items added or changed since the last feed."""
-_DELETES = """FROM fed f LEFT JOIN exported e ON e.catalog=f.catalog AND e.collection=f.collection AND e.item_id=f.item_id
- WHERE f.catalog=:c AND e.item_id IS NULL"""
+_DELETES = """FROM feed_pending p JOIN fed f ON f.catalog=p.catalog AND f.collection=p.collection AND f.item_id=p.item_id
+  LEFT JOIN exported e ON e.catalog=f.catalog AND e.collection=f.collection AND e.item_id=f.item_id
+ WHERE p.catalog=:c AND e.item_id IS NULL"""
 """Items the last feed had that are gone."""
 
 
@@ -705,10 +760,18 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
     # item: it is marked a snapshot, so a consumer knows anything it has beyond it was deleted
     snapshot = con.execute("SELECT 1 FROM fed WHERE catalog=? LIMIT 1", (cat.id,)).fetchone() is None
     args = {"c": cat.id}
+    # the feed compares only the items exports queued, and every item of a collection that is
+    # no longer exported at all (removed from catalog.yaml: its state is gone, not its feed)
+    with st.Transaction(con):
+        exported = {r[0] for r in con.execute("SELECT DISTINCT collection FROM exported WHERE catalog=?", (cat.id,))}
+        for (coll_id,) in con.execute("SELECT DISTINCT collection FROM fed WHERE catalog=?", (cat.id,)).fetchall():
+            if coll_id not in exported:
+                con.execute("INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed WHERE catalog=? AND collection=?", (cat.id, coll_id))
     added, updated = con.execute(f"SELECT COUNT(*) - COUNT(f.sha256), COUNT(f.sha256) {_UPSERTS}", args).fetchone()
     deleted = con.execute(f"SELECT COUNT(*) {_DELETES}", args).fetchone()[0]
     counts = {"added": added, "updated": updated, "deleted": deleted}
     if not added + updated + deleted and (out_dir / FEED_INDEX).exists():
+        _settle_feed(con, args)
         return counts
     # the feed: one line per change, sorted by (collection, id, op, digest), streamed to a
     # temporary file and named by its digest
@@ -760,15 +823,23 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
         finally:
             pieces.close()
         os.replace(tmp, out_dir / "pgstac" / "changes.ndjson")
-    with st.Transaction(con):  # fed becomes what was exported: only the rows that differ are written
+    _settle_feed(con, args)
+    return counts
+
+
+def _settle_feed(con, args: dict) -> None:
+    """``fed`` becomes what was exported (for the queued items: no other row differs), and the
+    queue is emptied."""
+    with st.Transaction(con):
         con.execute(f"DELETE FROM fed WHERE rowid IN (SELECT f.rowid {_DELETES})", args)
         con.execute(
             "INSERT OR REPLACE INTO fed SELECT e.catalog, e.collection, e.item_id, e.sha256, e.sort, e.path "
-            "FROM exported e LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
-            "WHERE e.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256 OR f.sort IS NOT e.sort OR f.path IS NOT e.path)",
+            "FROM feed_pending p JOIN exported e ON e.catalog=p.catalog AND e.collection=p.collection AND e.item_id=p.item_id "
+            "LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
+            "WHERE p.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256 OR f.sort IS NOT e.sort OR f.path IS NOT e.path)",
             args,
         )
-    return counts
+        con.execute("DELETE FROM feed_pending WHERE catalog=:c", args)
 
 
 class PieceReader:
@@ -777,14 +848,13 @@ class PieceReader:
 
     def __init__(self, project: Project, catalog_id: str):
         self.root = pieces_root(project, catalog_id)
-        self.files: dict[tuple[str, str], Any] = {}
+        self.files: dict[tuple[str, str], LineReader] = {}
 
     def read(self, collection: str, part: str, off: int, length: int) -> bytes:
         f = self.files.get((collection, part))
         if f is None:
-            f = self.files[(collection, part)] = open(self.root / collection / f"{part}.ndjson", "rb")
-        f.seek(off)
-        return f.read(length)
+            f = self.files[(collection, part)] = LineReader(self.root / collection / f"{part}.ndjson")
+        return f.read(off, length)
 
     def close(self) -> None:
         for f in self.files.values():

@@ -170,6 +170,7 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     from stacgit import exports
 
     monkeypatch.setattr(exports, "BATCH", 2)
+    monkeypatch.setattr(exports, "CHECK_EVERY", 1)
     build(repo)
     lines = (repo / CSV).read_text().splitlines(keepends=True)
     may = [i for i, l in enumerate(lines) if l.startswith("ang202205")]
@@ -199,6 +200,22 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     converted.clear()
     build(repo)
     assert len(converted) == 9
+    # a piece edited by hand (two lines swapped) is noticed while its lines are reused
+    lines[may[1]] = lines[may[1]].replace(",good", ",fair") if ",good" in lines[may[1]] else lines[may[1]].replace(",fair", ",good")
+    (repo / CSV).write_text("".join(lines))
+    old = piece.read_bytes().splitlines(keepends=True)
+    piece.write_bytes(b"".join([old[1], old[0], *old[2:]]))
+    converted.clear()
+    build(repo)
+    assert len(converted) == 9
+    result = (part.read_bytes(), piece.read_bytes())
+    changes = [orjson.loads(l) for l in (repo / "build/shift/pgstac/changes.ndjson").read_bytes().splitlines()]
+    assert [(c["op"], c["item"]["id"]) for c in changes] == [("upsert", lines[may[1]].split(",")[0])]
+    assert orjson.dumps(changes[0]["item"], option=orjson.OPT_SORT_KEYS) + b"\n" in result[1]
+    piece.unlink()
+    converted.clear()
+    build(repo)
+    assert len(converted) == 9 and (part.read_bytes(), piece.read_bytes()) == result
 
 
 def test_schema_drift_names_item_and_field_and_keeps_outputs(repo):
@@ -317,3 +334,32 @@ def test_load_into_pgstac(repo):  # optional: not counted as coverage of the NDJ
         subprocess.run(["pypgstac", "load", "items", str(pg / coll / "items.ndjson"), "--dsn", dsn, "--method", "upsert"], check=True, env=env)
         n = subprocess.run(["psql", dsn, "-tAc", f"SELECT count(*) FROM pgstac.items WHERE collection='{coll}'"], check=True, capture_output=True, text=True).stdout.strip()
         assert int(n) == len((pg / coll / "items.ndjson").read_bytes().splitlines())
+
+
+def test_a_collection_removed_from_the_catalog_shows_up_as_deletions(repo):
+    import sqlite3
+
+    import yaml
+
+    build(repo)
+    db = repo / ".stacgit/state.sqlite3"
+    with sqlite3.connect(db) as con:
+        gone = sorted(r[0] for r in con.execute("SELECT item_id FROM exported WHERE catalog='3dep' AND collection='MN_RedRiver_2019'"))
+    assert gone
+    path = repo / "catalogs/3dep/catalog.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["collections"] = [c for c in doc["collections"] if c["id"] != "MN_RedRiver_2019"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = build(repo)
+    assert res.json["changes"] == {"added": 0, "updated": 0, "deleted": len(gone)}
+    index = orjson.loads((repo / "build/3dep/changes/index.json").read_bytes())["feeds"]
+    feed = [orjson.loads(l) for l in (repo / "build/3dep/changes" / index[0]["href"][2:]).read_bytes().splitlines()]
+    assert [(r["collection"], r["id"], r["op"]) for r in feed] == [("MN_RedRiver_2019", i, "delete") for i in gone]
+    changes = [orjson.loads(l) for l in (repo / "build/3dep/pgstac/changes.ndjson").read_bytes().splitlines()]
+    assert [(c["op"], c["id"]) for c in changes] == [("delete", i) for i in gone]
+    with sqlite3.connect(db) as con:
+        fed = con.execute("SELECT collection, item_id, sha256 FROM fed WHERE catalog='3dep' ORDER BY 1, 2").fetchall()
+        exported = con.execute("SELECT collection, item_id, sha256 FROM exported WHERE catalog='3dep' ORDER BY 1, 2").fetchall()
+        queued = con.execute("SELECT COUNT(*) FROM feed_pending").fetchone()[0]
+    assert fed == exported and not any(r[0] == "MN_RedRiver_2019" for r in fed) and queued == 0
+    assert build(repo).json["changes"] == {"added": 0, "updated": 0, "deleted": 0}

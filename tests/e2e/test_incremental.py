@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import add_synthetic, stacgit, tree
+from conftest import add_synthetic, stacgit, stacgit_proc, tree
 
 SRC = "catalogs/synthetic/sources"
 
@@ -129,3 +129,39 @@ def test_duplicate_id_across_source_files_names_both_lines(tmp_path, built_first
     assert "Traceback" not in res.stderr
     if built_first:
         assert tree(repo / "build") == before  # nothing already built is lost
+
+
+def test_a_state_store_from_before_the_work_queues_queues_everything(tmp_path):
+    """The change feed and validation read queues (``feed_pending``, ``unvalidated``) that a
+    store made by an earlier stacgit does not have: it starts with every item and document
+    queued, so what that store left undone (a feed not yet written, a document without its
+    verdict) is still done."""
+    from conftest import copy_examples
+
+    repo = copy_examples(tmp_path / "repo")
+    first = build(repo)
+    assert first["validation"]["validated"] > 0
+    db = repo / ".stacgit/state.sqlite3"
+    with sqlite3.connect(db) as con:
+        item_id, path = con.execute("SELECT item_id, path FROM fed WHERE catalog='shift' ORDER BY item_id LIMIT 1").fetchone()
+        con.execute("UPDATE fed SET sha256='0' WHERE catalog='shift' AND item_id=?", (item_id,))  # its last export is not in a feed yet
+        con.execute("DELETE FROM verdicts WHERE catalog='shift' AND path=?", (path,))  # not validated yet
+        for sql in ("DROP TRIGGER outputs_written", "DROP TRIGGER outputs_deleted", "DROP TABLE feed_pending", "DROP TABLE unvalidated"):
+            con.execute(sql)
+    csv = repo / "catalogs/shift/sources/flightlines.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    edited = next(i for i, l in enumerate(lines[1:], 1) if not l.startswith(item_id))
+    lines[edited] = lines[edited].replace(",good", ",fair") if ",good" in lines[edited] else lines[edited].replace(",fair", ",good")
+    csv.write_text("".join(lines))  # a change, so the catalog task runs
+    proc = stacgit_proc(repo, "build", "--json", "-j", "1")  # a new process opens the old store
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["changes"] == {"added": 0, "updated": 2, "deleted": 0}
+    feed = repo / "build/shift/changes" / json.loads((repo / "build/shift/changes/index.json").read_text())["feeds"][0]["href"][2:]
+    assert sorted(json.loads(l)["id"] for l in feed.read_text().splitlines()) == sorted([item_id, lines[edited].split(",")[0]])
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT sha256 FROM verdicts WHERE catalog='shift' AND path=?", (path,)).fetchone() is not None
+        assert con.execute("SELECT COUNT(*) FROM unvalidated WHERE catalog='shift'").fetchone()[0] == 0  # 3dep: its task did not run
+        assert con.execute("SELECT COUNT(*) FROM feed_pending WHERE catalog='shift'").fetchone()[0] == 0
+    again = json.loads(stacgit_proc(repo, "build", "--json", "-j", "1").stdout)
+    assert again["changes"] == {"added": 0, "updated": 0, "deleted": 0} and again["validation"]["validated"] == 0
