@@ -28,15 +28,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
-import shapely
-from stac_geoparquet.arrow import to_parquet
-from stac_geoparquet.arrow._batch import StacJsonBatch
 
 from stacgit import columns as C
 from stacgit import state as st
@@ -48,6 +42,9 @@ from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
 from stacgit.writers import FEED_INDEX
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 EXPORT_VERSION = "1"
 BATCH = 2000
 """Items per Arrow batch (and parquet row group)."""
@@ -57,19 +54,29 @@ _NO_PARTITION = "items"
 CHECK_EVERY = 32
 """A reused pgstac line is checked to be its item's in every this many lines."""
 
-_ARROW = {
-    "string": pa.string(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-    "datetime": pa.string(),  # stac-geoparquet turns the known datetime fields into timestamps
-    "list<string>": pa.list_(pa.string()),
-    "list<int64>": pa.list_(pa.int64()),
-    "list<float64>": pa.list_(pa.float64()),
-    "json": pa.string(),
-}
-_LINK = pa.struct([("href", pa.string()), ("rel", pa.string()), ("title", pa.string()), ("type", pa.string())])
-_LINK_KEYS = frozenset(_LINK.names)
+
+
+@functools.cache
+def _arrow_types() -> tuple[dict, Any]:
+    """Column kinds as Arrow types, and the link struct (pyarrow is imported when an export runs:
+    a no-op build or `stacgit --help` does not load it)."""
+    import pyarrow as pa
+
+    kinds = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "datetime": pa.string(),  # stac-geoparquet turns the known datetime fields into timestamps
+        "list<string>": pa.list_(pa.string()),
+        "list<int64>": pa.list_(pa.int64()),
+        "list<float64>": pa.list_(pa.float64()),
+        "json": pa.string(),
+    }
+    return kinds, pa.struct([("href", pa.string()), ("rel", pa.string()), ("title", pa.string()), ("type", pa.string())])
+
+
+_LINK_KEYS = frozenset(("href", "rel", "title", "type"))
 STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection"})
 """Links the static catalog makes with relative hrefs; meaningless outside it."""
 
@@ -93,6 +100,9 @@ def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
 
 def json_schema(cols: C.ItemColumns) -> pa.Schema:
     """Arrow schema of items as JSON (geometry as WKB), the input of ``StacJsonBatch``."""
+    import pyarrow as pa
+
+    _ARROW, _LINK = _arrow_types()
     props = pa.struct([(n, _ARROW[t]) for n, t in sorted(cols.properties.items())])
     assets = pa.struct([(k, pa.struct([(f, _ARROW[t]) for f, t in sorted(fields.items())])) for k, fields in sorted(cols.assets.items())])
     return pa.schema(
@@ -198,7 +208,10 @@ class Prepared:
         return item
 
 
-def _wkb(geometries: list) -> np.ndarray:
+def _wkb(geometries: list) -> Any:
+    import numpy as np
+    import shapely
+
     texts = np.array([orjson.dumps(g) if g is not None else None for g in geometries], dtype=object)
     return shapely.to_wkb(shapely.from_geojson(texts), flavor="iso")
 
@@ -230,6 +243,8 @@ class _Member:
 
 
 def _arrow_names(t: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+
     if pa.types.is_list(t):
         f = t.value_field
         return pa.list_(pa.field("item", _arrow_names(f.type), f.nullable, f.metadata))
@@ -245,6 +260,8 @@ class _OldPartition:
     groups at hand are in memory."""
 
     def __init__(self, parquet: Path | None, piece: Path):
+        import pyarrow.parquet as pq
+
         self.file = pq.ParquetFile(parquet) if parquet is not None else None
         self.starts: list[int] = []
         if self.file is not None:
@@ -274,10 +291,14 @@ class _OldPartition:
     def schema(self) -> pa.Schema:
         """The schema a conversion gives: the file's, with Arrow's list item names (a
         parquet file names them ``element``) and without the file's metadata."""
+        import pyarrow as pa
+
         return pa.schema([pa.field(f.name, _arrow_names(f.type), f.nullable, f.metadata) for f in self.file.schema_arrow])  # type: ignore[union-attr]
 
     def take(self, rows: list[int], schema: pa.Schema) -> pa.Table:
         """The rows (increasing), cast to ``schema`` (the conversion's list field names)."""
+        import pyarrow as pa
+
         want = [bisect.bisect_right(self.starts, r) - 1 for r in rows]
         for g in [g for g in self.groups if g < want[0]]:
             del self.groups[g]
@@ -351,6 +372,9 @@ def write_partition(
     ``pending`` item in the piece. Members with an ``old_row`` come from ``old`` (the bytes
     are the same as converting their unchanged files again); the others are read and
     converted."""
+    import pyarrow as pa
+    from stac_geoparquet.arrow import to_parquet
+
     pos = 0
     base = str(out_dir)
     target: pa.Schema | None = None  # the converted batches' schema, once known
@@ -411,6 +435,9 @@ def write_partition(
 
 def _convert(rows: list[dict], schema: pa.Schema, prepared: Prepared) -> pa.RecordBatch:
     """Rows of ``Prepared.row`` as a stac-geoparquet Arrow batch."""
+    import pyarrow as pa
+    from stac_geoparquet.arrow._batch import StacJsonBatch
+
     wkb = _wkb([r.get("geometry") for r in rows])
     for r, g in zip(rows, wkb):
         r["geometry"] = g
@@ -428,6 +455,8 @@ def _chain(first, rest):
 
 def _explain(rows: list[dict], schema: pa.Schema, prepared: Prepared, exc: Exception):
     """pyarrow refused a batch: find the item and field, for a message a person can act on."""
+    import pyarrow as pa
+
     for r in rows:
         for name in ("properties", "assets", "bbox", "links", "stac_extensions"):
             try:

@@ -485,7 +485,7 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     for unit, msg in failures:
         if unit not in seen:
             errors.append({"unit": unit, "message": msg})
-    n_items = con.execute("SELECT COUNT(*) FROM outputs WHERE kind='item'").fetchone()[0]
+    n_items = con.execute("SELECT COUNT(*) FROM outputs WHERE item_id IS NOT NULL").fetchone()[0]  # items only: an index scan
     totals["failed"] = con.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
     totals["failed"] += con.execute("SELECT COUNT(*) FROM patch_failures").fetchone()[0]
     failed_records = [
@@ -524,7 +524,9 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
 def _validation_summary(con, run_id: str) -> dict:
     """Counts over every built document's stored verdict, what this run validated, and the
     error groups of the documents that are not valid (largest first, 5 of them)."""
-    totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts GROUP BY status").fetchall())
+    totals: dict[str, int] = {}
+    for _, status, n in con.execute("SELECT catalog, status, COUNT(*) FROM verdicts GROUP BY catalog, status"):  # index order
+        totals[status] = totals.get(status, 0) + n
     validated = warnings = 0
     for (data,) in con.execute("SELECT data FROM reports WHERE run_id=? AND unit LIKE 'catalog:%'", (run_id,)):
         rep = orjson.loads(data)
