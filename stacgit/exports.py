@@ -702,6 +702,10 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         os.replace(piece_tmp, pdir / f"{part}.ndjson")
     if gp is None and parquet_dir.exists():
         shutil.rmtree(parquet_dir)
+    if written_parts and gp:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()  # the worker process runs other tasks after this one
 
     items_rel = items_ndjson_path(coll)
     items_written: tuple[str, int] | None = None  # sha256, size

@@ -202,6 +202,13 @@ def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection |
     """Every doit task dict of a build (shards, collections, catalogs, and the build group)."""
     selection = selection or Selection()
     opts = dataclasses.asdict(options)
+    # doit runs up to ``jobs`` collection tasks at once: each writes with its share of the
+    # processes, so a build of many collections does not start jobs x jobs writers
+    n_colls = sum(
+        1 for cat in project.catalogs.values() if selection.catalogs is None or cat.id in selection.catalogs
+        for c in cat.collections if selection.collections is None or c.key in selection.collections
+    )
+    coll_opts = {**opts, "jobs": max(1, options.jobs // max(1, min(options.jobs, n_colls)))}
     root = str(project.root)
     catalog_tasks = []
     for cat in project.catalogs.values():
@@ -234,7 +241,7 @@ def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection |
             yield {
                 "basename": "collection",
                 "name": name.split(":", 1)[1],
-                "actions": [(run_collection, [root, cat.id, coll.id, shards, opts])],
+                "actions": [(run_collection, [root, cat.id, coll.id, shards, coll_opts])],
                 "task_dep": shard_tasks,
                 "uptodate": [(_collection_fresh, [project, coll, shards])],
                 "doc": f"write items, sub-catalogs and collection.json of {coll.key}",
