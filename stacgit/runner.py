@@ -531,28 +531,44 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
 def _validation_summary(con, run_id: str) -> dict:
     """Counts over every built document's stored verdict, what this run validated, and the
     error groups of the documents that are not valid (largest first, 5 of them)."""
-    totals: dict[str, int] = {}
-    for _, status, n in con.execute("SELECT catalog, status, COUNT(*) FROM verdicts GROUP BY catalog, status"):  # index order
-        totals[status] = totals.get(status, 0) + n
+    stored = _verdict_summary(con)
     validated = warnings = 0
     for (data,) in con.execute("SELECT data FROM reports WHERE run_id=? AND unit LIKE 'catalog:%'", (run_id,)):
         rep = orjson.loads(data)
         validated += rep.get("validation", {}).get("validated", 0)
         warnings += sum(g["count"] for g in rep.get("validation_report", {}).get("warnings", []))
+    return {"validated": validated, **{k: stored[k] for k in ("valid", "invalid", "schema_unavailable")}, "warnings_this_run": warnings,
+            "errors": stored["errors"], "unavailable_schemas": stored["unavailable_schemas"]}
+
+
+def _verdict_summary(con) -> dict:
+    """Totals and error groups of the stored verdicts; kept in ``meta`` with the verdicts'
+    change count, and read again only when that count moved (a no-op build reads nothing)."""
+    count = con.execute("SELECT value FROM meta WHERE key='verdicts_changed'").fetchone()
+    saved = con.execute("SELECT value FROM meta WHERE key='verdicts_summary'").fetchone()
+    if count is not None and saved is not None:
+        summary = orjson.loads(saved[0])
+        if summary.pop("at") == count[0]:
+            return summary
+    totals: dict[str, int] = {}
+    for _, status, n in con.execute("SELECT catalog, status, COUNT(*) FROM verdicts GROUP BY catalog, status"):  # index order
+        totals[status] = totals.get(status, 0) + n
     report = Report()
     if totals.get("invalid") or totals.get("schema_unavailable"):
         catalogs = [r[0] for r in con.execute("SELECT DISTINCT catalog FROM verdicts WHERE status != 'valid' ORDER BY catalog")]
         report = stored_report(con, catalogs, lambda c: f"build/{c}", failing_only=True, limit=100_000)
     full = report.to_json()
-    return {
-        "validated": validated,
+    summary = {
         "valid": totals.get("valid", 0),
         "invalid": totals.get("invalid", 0),
         "schema_unavailable": totals.get("schema_unavailable", 0),
-        "warnings_this_run": warnings,
         "errors": full["errors"][:5],
         "unavailable_schemas": full["unavailable_schemas"],
     }
+    if count is not None:
+        with st.Transaction(con):
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('verdicts_summary', ?)", (orjson.dumps({**summary, "at": count[0]}).decode(),))
+    return summary
 
 
 def _patch_audit(project: Project, con) -> tuple[dict, list[str]]:

@@ -112,6 +112,18 @@ _QUEUES = (
     """CREATE TRIGGER IF NOT EXISTS outputs_deleted AFTER DELETE ON outputs WHEN old.kind IN ('item', 'catalog', 'root')
        BEGIN INSERT OR IGNORE INTO unvalidated VALUES (old.catalog, old.path); END""",
 )
+
+_VERDICT_COUNTER = (
+    "INSERT OR IGNORE INTO meta VALUES ('verdicts_changed', '0')",
+    """CREATE TRIGGER IF NOT EXISTS verdicts_inserted AFTER INSERT ON verdicts
+       BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
+    """CREATE TRIGGER IF NOT EXISTS verdicts_deleted AFTER DELETE ON verdicts
+       BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
+    """CREATE TRIGGER IF NOT EXISTS verdicts_updated AFTER UPDATE ON verdicts
+       BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
+)
+"""``meta.verdicts_changed`` counts every change to ``verdicts``: a summary of the verdicts
+computed at one count holds as long as the count is the same."""
 """Work queues kept in step with the tables they follow (an ``INSERT OR REPLACE`` fires only
 the insert trigger)."""
 
@@ -161,6 +173,10 @@ def connect(state_dir: Path) -> sqlite3.Connection:
         with Transaction(con):  # checked again inside: another process may have just made them
             fresh = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='unvalidated'").fetchone() is None
             for sql in _QUEUES + (_SEED if fresh else ()):
+                con.execute(sql)
+    if con.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='verdicts_updated'").fetchone() is None:
+        with Transaction(con):
+            for sql in _VERDICT_COUNTER:
                 con.execute(sql)
     if row is None:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
