@@ -55,7 +55,6 @@ CHECK_EVERY = 32
 """A reused pgstac line is checked to be its item's in every this many lines."""
 
 
-
 @functools.cache
 def _arrow_types() -> tuple[dict, Any]:
     """Column kinds as Arrow types, and the link struct (pyarrow is imported when an export runs:
@@ -102,9 +101,9 @@ def json_schema(cols: C.ItemColumns) -> pa.Schema:
     """Arrow schema of items as JSON (geometry as WKB), the input of ``StacJsonBatch``."""
     import pyarrow as pa
 
-    _ARROW, _LINK = _arrow_types()
-    props = pa.struct([(n, _ARROW[t]) for n, t in sorted(cols.properties.items())])
-    assets = pa.struct([(k, pa.struct([(f, _ARROW[t]) for f, t in sorted(fields.items())])) for k, fields in sorted(cols.assets.items())])
+    kinds, link = _arrow_types()
+    props = pa.struct([(n, kinds[t]) for n, t in sorted(cols.properties.items())])
+    assets = pa.struct([(k, pa.struct([(f, kinds[t]) for f, t in sorted(fields.items())])) for k, fields in sorted(cols.assets.items())])
     return pa.schema(
         [
             ("type", pa.string()),
@@ -113,7 +112,7 @@ def json_schema(cols: C.ItemColumns) -> pa.Schema:
             ("id", pa.string()),
             ("geometry", pa.binary()),
             ("bbox", pa.list_(pa.float64())),
-            ("links", pa.list_(_LINK)),
+            ("links", pa.list_(link)),
             ("assets", assets),
             ("collection", pa.string()),
             ("properties", props),
@@ -319,24 +318,6 @@ class _OldPartition:
 
 class _Stale(Exception):
     """The old piece is not the one the state describes (edited or truncated by hand)."""
-
-
-class LineReader:
-    """Lines of a pgstac piece by offset and length. Lines asked for in increasing offset order
-    come from the buffer when they are close."""
-
-    def __init__(self, path: Path, buffering: int = -1):
-        self.file = open(path, "rb", buffering=buffering)
-        self.pos = 0
-
-    def read(self, off: int, length: int) -> bytes:
-        if off != self.pos:
-            self.file.seek(off)
-        self.pos = off + length
-        return self.file.read(length)
-
-    def close(self) -> None:
-        self.file.close()
 
 
 @contextlib.contextmanager
@@ -628,14 +609,14 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     # every partition exported before (one that loses all its items is dirty, and dropped below)
-    parts.update(r[0] for r in con.execute("SELECT DISTINCT part FROM exported WHERE catalog=? AND collection=?", key))
+    known_parts = _known_parts(con, coll)
+    parts.update(known_parts)
     con.execute("BEGIN")
     con.execute(f"INSERT INTO temp.ex_gone SELECT e.item_id, e.part FROM exported e WHERE {_GONE}", key)
     con.execute("COMMIT")
     gone = dict(con.execute("SELECT part, COUNT(*) FROM temp.ex_gone GROUP BY part").fetchall())
     removed = sum(gone.values())
     dirty |= set(gone)
-    known_parts = _known_parts(con, coll)
     pdir = pieces_dir(project, coll)
     damaged = _damaged_parts(project, con, coll, known_parts)
     dirty |= damaged
@@ -796,7 +777,7 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
     # the feed compares only the items exports queued, and every item of a collection that is
     # no longer exported at all (removed from catalog.yaml: its state is gone, not its feed)
     with st.Transaction(con):
-        exported = {r[0] for r in con.execute("SELECT DISTINCT collection FROM exported WHERE catalog=?", (cat.id,))}
+        exported = {r[0] for r in con.execute("SELECT collection FROM export_config WHERE catalog=?", (cat.id,))}
         for (coll_id,) in con.execute("SELECT DISTINCT collection FROM fed WHERE catalog=?", (cat.id,)).fetchall():
             if coll_id not in exported:
                 con.execute("INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed WHERE catalog=? AND collection=?", (cat.id, coll_id))
@@ -881,13 +862,14 @@ class PieceReader:
 
     def __init__(self, project: Project, catalog_id: str):
         self.root = pieces_root(project, catalog_id)
-        self.files: dict[tuple[str, str], LineReader] = {}
+        self.files: dict[tuple[str, str], Any] = {}
 
     def read(self, collection: str, part: str, off: int, length: int) -> bytes:
         f = self.files.get((collection, part))
         if f is None:
-            f = self.files[(collection, part)] = LineReader(self.root / collection / f"{part}.ndjson")
-        return f.read(off, length)
+            f = self.files[(collection, part)] = open(self.root / collection / f"{part}.ndjson", "rb")
+        f.seek(off)  # within the buffer when the lines are close: no system call
+        return f.read(length)
 
     def close(self) -> None:
         for f in self.files.values():

@@ -202,22 +202,20 @@ def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection |
     """Every doit task dict of a build (shards, collections, catalogs, and the build group)."""
     selection = selection or Selection()
     opts = dataclasses.asdict(options)
+    covered = [
+        (cat, [c for c in cat.collections if selection.collections is None or c.key in selection.collections])
+        for cat in project.catalogs.values()
+        if selection.catalogs is None or cat.id in selection.catalogs
+    ]
     # doit runs up to ``jobs`` collection tasks at once: each writes with its share of the
     # processes, so a build of many collections does not start jobs x jobs writers
-    n_colls = sum(
-        1 for cat in project.catalogs.values() if selection.catalogs is None or cat.id in selection.catalogs
-        for c in cat.collections if selection.collections is None or c.key in selection.collections
-    )
+    n_colls = sum(len(colls) for _, colls in covered)
     coll_opts = {**opts, "jobs": max(1, options.jobs // max(1, min(options.jobs, n_colls)))}
     root = str(project.root)
     catalog_tasks = []
-    for cat in project.catalogs.values():
-        if selection.catalogs is not None and cat.id not in selection.catalogs:
-            continue
+    for cat, colls in covered:
         coll_tasks = []
-        for coll in cat.collections:
-            if selection.collections is not None and coll.key not in selection.collections:
-                continue
+        for coll in colls:
             shards = project.shard_paths(coll)
             b.get_mapping(project, coll)  # config errors surface before anything runs
             rows = plan.shard_rows(project, coll)

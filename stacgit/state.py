@@ -103,17 +103,17 @@ CREATE TABLE IF NOT EXISTS fed (
 CREATE TABLE IF NOT EXISTS reports (run_id TEXT, unit TEXT, data TEXT, PRIMARY KEY (run_id, unit));
 """
 
+STAC_KINDS = "('item', 'catalog', 'root')"
+"""Outputs that are STAC documents (GeoParquet and pgstac NDJSON are exports of them)."""
+
 _QUEUES = (
     """CREATE TABLE IF NOT EXISTS feed_pending (
        catalog TEXT, collection TEXT, item_id TEXT, PRIMARY KEY (catalog, collection, item_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS unvalidated (catalog TEXT, path TEXT, PRIMARY KEY (catalog, path)) WITHOUT ROWID",
-    """CREATE TRIGGER IF NOT EXISTS outputs_written AFTER INSERT ON outputs WHEN new.kind IN ('item', 'catalog', 'root')
+    f"""CREATE TRIGGER IF NOT EXISTS outputs_written AFTER INSERT ON outputs WHEN new.kind IN {STAC_KINDS}
        BEGIN INSERT OR IGNORE INTO unvalidated VALUES (new.catalog, new.path); END""",
-    """CREATE TRIGGER IF NOT EXISTS outputs_deleted AFTER DELETE ON outputs WHEN old.kind IN ('item', 'catalog', 'root')
+    f"""CREATE TRIGGER IF NOT EXISTS outputs_deleted AFTER DELETE ON outputs WHEN old.kind IN {STAC_KINDS}
        BEGIN INSERT OR IGNORE INTO unvalidated VALUES (old.catalog, old.path); END""",
-)
-
-_VERDICT_COUNTER = (
     "INSERT OR IGNORE INTO meta VALUES ('verdicts_changed', '0')",
     """CREATE TRIGGER IF NOT EXISTS verdicts_inserted AFTER INSERT ON verdicts
        BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
@@ -122,15 +122,17 @@ _VERDICT_COUNTER = (
     """CREATE TRIGGER IF NOT EXISTS verdicts_updated AFTER UPDATE ON verdicts
        BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
 )
-"""``meta.verdicts_changed`` counts every change to ``verdicts``: a summary of the verdicts
-computed at one count holds as long as the count is the same."""
 """Work queues kept in step with the tables they follow (an ``INSERT OR REPLACE`` fires only
-the insert trigger)."""
+the insert trigger), and ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
+summary of the verdicts computed at one count holds as long as the count is the same."""
+
+_QUEUE_OBJECTS = ("feed_pending", "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated")
+"""What ``_QUEUES`` makes: a store missing any of them gets them (and, without ``unvalidated``, ``_SEED``)."""
 
 _SEED = (
     "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM exported",
     "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed",
-    "INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN ('item', 'catalog', 'root')",
+    f"INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN {STAC_KINDS}",
 )
 """A store made before the queues starts with everything queued."""
 
@@ -169,14 +171,11 @@ def connect(state_dir: Path) -> sqlite3.Connection:
             "run `stacgit build --full` once"
         )
     con.executescript(_SCHEMA)
-    if con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='unvalidated'").fetchone() is None:
-        with Transaction(con):  # checked again inside: another process may have just made them
+    made = con.execute(f"SELECT COUNT(*) FROM sqlite_master WHERE name IN ({','.join('?' * len(_QUEUE_OBJECTS))})", _QUEUE_OBJECTS).fetchone()[0]
+    if made < len(_QUEUE_OBJECTS):
+        with Transaction(con):  # every statement is idempotent; another process may be here too
             fresh = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='unvalidated'").fetchone() is None
             for sql in _QUEUES + (_SEED if fresh else ()):
-                con.execute(sql)
-    if con.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name='verdicts_updated'").fetchone() is None:
-        with Transaction(con):
-            for sql in _VERDICT_COUNTER:
                 con.execute(sql)
     if row is None:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))

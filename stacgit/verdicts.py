@@ -26,9 +26,6 @@ from stacgit.validate import DocResult, Report, Target, Validator, validate_targ
 PAGE = 20_000
 """Outputs validated (and their verdicts committed) at a time."""
 
-STAC_KINDS = "('item', 'catalog', 'root')"
-"""Outputs that are STAC documents (GeoParquet and pgstac NDJSON are exports of them)."""
-
 
 def open_validator(project: Project, online: bool = False) -> Validator:
     """Schema directories: the repository's ``schemas/``, then ``STACGIT_SCHEMA_DIR`` (which
@@ -70,7 +67,7 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
             con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
         con.execute(  # verdicts of deleted outputs
             "DELETE FROM verdicts WHERE catalog=? AND path IN (SELECT u.path FROM unvalidated u WHERE u.catalog=? AND NOT EXISTS "
-            "(SELECT 1 FROM outputs o WHERE o.catalog=u.catalog AND o.path=u.path AND o.kind IN " + STAC_KINDS + "))",
+            "(SELECT 1 FROM outputs o WHERE o.catalog=u.catalog AND o.path=u.path AND o.kind IN " + st.STAC_KINDS + "))",
             (cat.id, cat.id),
         )
     root = str(project.build_dir / cat.id)
@@ -87,7 +84,7 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
                 """SELECT o.path, o.collection, o.item_id, o.sha256 FROM unvalidated u
                    JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path
                    LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-                   WHERE u.catalog = ? AND o.kind IN """ + STAC_KINDS + """ AND v.path IS NULL AND u.path > ?
+                   WHERE u.catalog = ? AND o.kind IN """ + st.STAC_KINDS + """ AND v.path IS NULL AND u.path > ?
                    ORDER BY u.path LIMIT ?""",
                 (cat.id, after, PAGE),
             ).fetchall()
@@ -123,7 +120,7 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     with st.Transaction(con):  # what has its verdict, or is gone, leaves the queue
         con.execute(
             """DELETE FROM unvalidated WHERE catalog = ? AND path IN (SELECT u.path FROM unvalidated u
-                 LEFT JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path AND o.kind IN """ + STAC_KINDS + """
+                 LEFT JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path AND o.kind IN """ + st.STAC_KINDS + """
                  LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
                 WHERE u.catalog = ? AND (o.path IS NULL OR v.path IS NOT NULL))""",
             (cat.id, cat.id),
