@@ -78,12 +78,15 @@ def main() -> None:
     cat = next(p for p in (repo / "build").iterdir() if (p / "manifest.json").exists())
     coll = next(p.name for p in cat.iterdir() if (p / "collection.json").exists())
     ndjson = args.work / f"n{args.items}-items.ndjson"
-    shutil.copy(cat / "pgstac" / coll / "items.ndjson", ndjson)
+    with open(ndjson, "wb") as out:  # the collection's pgstac pieces, in partition order
+        for piece in sorted((cat / "pgstac" / coll).glob("*.ndjson")):
+            with open(piece, "rb") as f:
+                shutil.copyfileobj(f, out)
 
     ours, theirs = [], []
     for _ in range(args.runs):
         shutil.rmtree(cat / coll / "parquet", ignore_errors=True)
-        shutil.rmtree(repo / ".stacgit" / "exports", ignore_errors=True)
+        shutil.rmtree(cat / "pgstac" / coll, ignore_errors=True)
         ours.append(timed([stacgit, "build", "--no-validate", "--json"], repo))
         out = args.work / "rustac.parquet"
         out.unlink(missing_ok=True)

@@ -5,8 +5,12 @@ output digests with the ``exported`` table (the state the exports reflect) and r
 the partitions (year, year-month, or one file) whose items were added, changed or removed:
 
   build/<catalog>/<collection>/parquet/<partition>.parquet   stac-geoparquet, explicit schema
-  .stacgit/exports/<catalog>/<collection>/<partition>.ndjson  the same items in pgstac form
-  build/<catalog>/pgstac/<collection>/items.ndjson            those pieces, in partition order
+  build/<catalog>/pgstac/<collection>/<partition>.ndjson     the same items in pgstac form
+
+The pgstac files ("pieces") are partitioned like the parquet files, so a change rewrites (and
+publishing uploads) only the partitions it touched, and ``pypgstac load`` takes them one chunk
+at a time. With ``pgstac: false`` the pieces are still written, under
+``.stacgit/exports/<catalog>/<collection>/``: the change feed reads its lines from them.
 
 Rows of a partition are sorted by datetime (an item's start: ``start_datetime``, else
 ``datetime``), then id. Items are read in batches, so memory does not grow with the collection.
@@ -36,7 +40,7 @@ from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
 from stacgit.fileio import read_ahead
-from stacgit.hashing import concat_sha256, digest_obj, pretty_json, sha256_bytes, sha256_file
+from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
@@ -45,7 +49,7 @@ from stacgit.writers import FEED_INDEX
 if TYPE_CHECKING:
     import pyarrow as pa
 
-EXPORT_VERSION = "1"
+EXPORT_VERSION = "2"
 BATCH = 2000
 """Items per Arrow batch (and parquet row group)."""
 SPILL = 10_000
@@ -347,16 +351,18 @@ def write_partition(
     piece_tmp: Path,
     on_batch: Callable[[list[tuple[_Member, int, int]]], None],
     old: _OldPartition | None = None,
-) -> None:
+    hash_piece: bool = False,
+) -> tuple[str | None, int]:
     """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files,
     ``BATCH`` items at a time; ``on_batch`` gets (member, offset, length) of the line of each
     ``pending`` item in the piece. Members with an ``old_row`` come from ``old`` (the bytes
     are the same as converting their unchanged files again); the others are read and
-    converted."""
+    converted. Returns the piece's sha256 (when ``hash_piece``: it is published) and size."""
     import pyarrow as pa
     from stac_geoparquet.arrow import to_parquet
 
     pos = 0
+    piece_sha = hashlib.sha256() if hash_piece else None
     base = str(out_dir)
     target: pa.Schema | None = None  # the converted batches' schema, once known
 
@@ -384,7 +390,10 @@ def write_partition(
                 if m.pending:
                     placed.append((m, pos, len(line)))
                 pos += len(line)
-            piece.write(b"".join(lines))
+            block = b"".join(lines)
+            piece.write(block)
+            if piece_sha is not None:
+                piece_sha.update(block)
             on_batch(placed)
             if parquet_tmp is None:
                 continue
@@ -412,6 +421,7 @@ def write_partition(
             first = next(gen)
             reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, gen))
             to_parquet(reader, parquet_tmp, collections={collection_doc["id"]: collection_doc}, compression="zstd", write_statistics=True)
+    return (piece_sha.hexdigest() if piece_sha is not None else None), pos
 
 
 def _convert(rows: list[dict], schema: pa.Schema, prepared: Prepared) -> pa.RecordBatch:
@@ -489,8 +499,6 @@ def export_reason(project: Project, coll: CollectionSpec) -> str | None:
         return "items changed"
     if _damaged_parts(project, con, coll, _known_parts(con, coll)):
         return "output missing or modified"
-    if coll.pgstac and not (project.build_dir / coll.catalog_id / items_ndjson_path(coll)).exists():
-        return "output missing"
     return None
 
 
@@ -500,32 +508,46 @@ def _known_parts(con, coll: CollectionSpec) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
+def _piece_sizes(con, coll: CollectionSpec) -> dict[str, int]:
+    """Published pgstac piece -> size, as the last export wrote it."""
+    rows = con.execute("SELECT path, size FROM outputs WHERE catalog=? AND collection=? AND kind='pgstac'", (coll.catalog_id, coll.id))
+    return dict(rows.fetchall())
+
+
 def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str, tuple]) -> set[str]:
-    """Partitions whose parquet file or pgstac piece is missing, or whose parquet file
-    changed size, since the last export (deleted or edited by hand)."""
+    """Partitions whose parquet file or pgstac piece is missing or changed size since the
+    last export (deleted or edited by hand)."""
     parquet_dir = project.build_dir / coll.catalog_id / coll.id / "parquet"
     pdir = pieces_dir(project, coll)
+    sizes = _piece_sizes(con, coll) if coll.pgstac else {}
     damaged = set()
     for part, (_, size) in known.items():
         pq_path = parquet_dir / f"{part}.parquet"
         if coll.geoparquet and (not pq_path.exists() or pq_path.stat().st_size != size):
             damaged.add(part)
-        if not (pdir / f"{part}.ndjson").exists():
+        piece = pdir / f"{part}.ndjson"
+        if not piece.exists() or (coll.pgstac and piece.stat().st_size != sizes.get(piece_path(coll, part))):
             damaged.add(part)
     return damaged
 
 
 def pieces_root(project: Project, catalog_id: str) -> Path:
-    """Where a catalog's pgstac pieces live: ``.stacgit/exports/<catalog>/<collection>/``."""
+    """Where the pgstac pieces of a catalog's collections with ``pgstac: false`` live:
+    ``.stacgit/exports/<catalog>/<collection>/`` (not published; the change feed reads them)."""
     return project.state_dir / "exports" / catalog_id
 
 
 def pieces_dir(project: Project, coll: CollectionSpec) -> Path:
+    """The directory of a collection's pgstac pieces: published under ``build/`` unless the
+    collection's pgstac output is off."""
+    if coll.pgstac:
+        return project.build_dir / coll.catalog_id / "pgstac" / coll.id
     return pieces_root(project, coll.catalog_id) / coll.id
 
 
-def items_ndjson_path(coll: CollectionSpec) -> str:
-    return f"pgstac/{coll.id}/items.ndjson"
+def piece_path(coll: CollectionSpec, part: str) -> str:
+    """A published pgstac piece, relative to the catalog's build directory."""
+    return f"pgstac/{coll.id}/{part}.ndjson"
 
 
 _TEMP_TABLES = """
@@ -631,6 +653,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     prepared = Prepared(cols) if cols else None
     coll_doc = collection_doc_for_metadata(out_dir, coll) if gp else {}
     written_parts: list[tuple[str, str | None, int | None]] = []
+    written_pieces: list[tuple[str, str | None, int]] = []  # part, sha256 (when published), size
     deleted_parts: list[str] = []
     parquet_dir = out_dir / coll.id / "parquet"
 
@@ -656,14 +679,15 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             if gp and old.rows != count:  # not the files the state describes: convert everything
                 old.close()
                 old = None
+        write = functools.partial(write_partition, out_dir, schema=schema, prepared=prepared, collection_doc=coll_doc, parquet_tmp=pq_tmp, piece_tmp=piece_tmp, on_batch=functools.partial(placed, part), hash_piece=coll.pgstac)
         try:
             try:
-                write_partition(out_dir, itertools.chain([first], group), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part), old)
+                piece_sha, piece_size = write(itertools.chain([first], group), old=old)
             except _Stale:  # the old piece was changed by hand: convert everything
                 old.close()  # type: ignore[union-attr]
                 old = None
                 con.execute("DELETE FROM temp.ex_rows WHERE part=?", (part,))
-                write_partition(out_dir, _members(con, key, part), schema, prepared, coll_doc, pq_tmp, piece_tmp, functools.partial(placed, part), None)
+                piece_sha, piece_size = write(_members(con, key, part), old=None)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
@@ -681,6 +705,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         else:
             written_parts.append((part, None, None))
         os.replace(piece_tmp, pdir / f"{part}.ndjson")
+        written_pieces.append((part, piece_sha, piece_size))
     if gp is None and parquet_dir.exists():
         shutil.rmtree(parquet_dir)
     if written_parts and gp:
@@ -688,16 +713,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
 
         pa.default_memory_pool().release_unused()  # the worker process runs other tasks after this one
 
-    items_rel = items_ndjson_path(coll)
-    items_written: tuple[str, int] | None = None  # sha256, size
-    if coll.pgstac and (dirty or not (out_dir / items_rel).exists()):
-        target = out_dir / items_rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"{cat_id}.{coll.id}.items.ndjson.tmp"
-        items_written = concat_sha256([pdir / f"{part}.ndjson" for part in sorted(parts)], tmp)
-        os.replace(tmp, target)
-    elif not coll.pgstac:
-        shutil.rmtree(out_dir / "pgstac" / coll.id, ignore_errors=True)
+    _tidy_pieces(project, coll, parts)
+    current = {piece_path(coll, part) for part in parts} if coll.pgstac else set()
 
     with st.Transaction(con):
         for part in deleted_parts:
@@ -719,10 +736,11 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             "sort=excluded.sort, path=excluded.path, off=excluded.off, len=excluded.len",
             key,
         )
-        if items_written is not None:
-            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, items_rel, coll.id, None, "pgstac", None, *items_written, None))
-        elif not coll.pgstac:
-            con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, items_rel))
+        for part, sha, size in written_pieces:
+            if sha is not None:
+                con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, piece_path(coll, part), coll.id, None, "pgstac", None, sha, size, None))
+        for rel in _piece_sizes(con, coll).keys() - current:  # deleted partitions, an earlier layout, pgstac turned off
+            con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, rel))
         con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
     return {
         "unit": "export",
@@ -733,6 +751,19 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         "partitions_deleted": len(deleted_parts),
         "partitions": len(parts),
     }
+
+
+def _tidy_pieces(project: Project, coll: CollectionSpec, parts: set[str]) -> None:
+    """Remove pgstac files that are not pieces of the current partitions: the other location's
+    (``pgstac`` turned on or off), and an earlier stacgit's (one ``items.ndjson`` per collection,
+    and pieces kept under ``.stacgit/exports``)."""
+    pdir = pieces_dir(project, coll)
+    other = pieces_root(project, coll.catalog_id) / coll.id if coll.pgstac else project.build_dir / coll.catalog_id / "pgstac" / coll.id
+    shutil.rmtree(other, ignore_errors=True)
+    keep = {f"{part}.ndjson" for part in parts}
+    for f in pdir.iterdir() if pdir.is_dir() else ():
+        if f.name not in keep:
+            f.unlink()
 
 
 FEED_LINK = {"rel": "monitor", "href": f"./{FEED_INDEX}", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
@@ -819,7 +850,7 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
     if pg:
         # deletes (removed items, and items whose datetime moved: pgstac partitions by it)
         # first, then inserts and upserts in the pieces' order
-        pieces = PieceReader(project, cat.id)
+        pieces = PieceReader(project, cat)
         tmp = tmp_dir / f"{cat.id}.changes.ndjson.tmp"
         try:
             with open(tmp, "wb") as out:
@@ -860,14 +891,14 @@ class PieceReader:
     """Lines of the pgstac pieces by (collection, partition, offset, length); files stay open
     until :meth:`close`."""
 
-    def __init__(self, project: Project, catalog_id: str):
-        self.root = pieces_root(project, catalog_id)
+    def __init__(self, project: Project, cat):
+        self.dirs = {c.id: pieces_dir(project, c) for c in cat.collections}
         self.files: dict[tuple[str, str], Any] = {}
 
     def read(self, collection: str, part: str, off: int, length: int) -> bytes:
         f = self.files.get((collection, part))
         if f is None:
-            f = self.files[(collection, part)] = open(self.root / collection / f"{part}.ndjson", "rb")
+            f = self.files[(collection, part)] = open(self.dirs[collection] / f"{part}.ndjson", "rb")
         f.seek(off)  # within the buffer when the lines are close: no system call
         return f.read(length)
 

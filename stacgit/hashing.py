@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -44,23 +43,6 @@ def sha256_file(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def concat_sha256(sources: Iterable[str | os.PathLike], dest: str | os.PathLike) -> tuple[str, int]:
-    """Write the files ``sources`` one after another to ``dest``; the sha256 and size of what
-    was written, in the same pass over the data."""
-    h = hashlib.sha256()
-    size = 0
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
-    with open(dest, "wb") as out:
-        for src in sources:
-            with open(src, "rb", buffering=0) as f:
-                while n := f.readinto(buf):
-                    h.update(view[:n])
-                    out.write(view[:n])
-                    size += n
-    return h.hexdigest(), size
 
 
 def digest_file(path: str) -> str:

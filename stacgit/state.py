@@ -23,7 +23,7 @@ Tables
   patch_failures  items a patch could not be applied to (patch, document, op, reason)
   verdicts    validation result of every output file at the sha256 it was validated at, and
               the schema set (core + extensions + custom) it was validated against
-  exported    each item as the GeoParquet partitions and pgstac pieces hold it: sha256, partition,
+  exported    each item as the GeoParquet partitions and pgstac files hold it: sha256, partition,
               sort key (rows and lines are in (sort, item_id) order), and the offset/length of its
               line in the partition's pgstac piece, kept for the items in ``feed_pending`` only
   export_parts  sha256 and size of each written partition file

@@ -58,9 +58,9 @@ def test_changing_one_row_rewrites_one_item(repo):
     changed = sorted(p for p in after if before.get(p) != after[p])
     item = f"shift/aviris-ng-l2a/{target}/{target}.json"
     # the item, the manifest that lists its new digest, and the exports holding the item:
-    # one GeoParquet partition (its month) and the collection's pgstac NDJSON; extents did not move
+    # one GeoParquet partition (its month) and the same month's pgstac NDJSON; extents did not move
     month = target[3:7] + "-" + target[7:9]
-    exports = [f"shift/aviris-ng-l2a/parquet/{month}.parquet", "shift/pgstac/aviris-ng-l2a/items.ndjson"]
+    exports = [f"shift/aviris-ng-l2a/parquet/{month}.parquet", f"shift/pgstac/aviris-ng-l2a/{month}.ndjson"]
     assert changed == sorted(["shift/manifest.json", item, *exports])
     assert res.json["files_written"] == 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -128,13 +129,15 @@ def test_tiny_batches_give_the_same_rows(repo, monkeypatch):
     out = repo / "build" / "synthetic"
     def rows():
         return {p.relative_to(out).as_posix(): pq.read_table(p).to_pylist() for p in sorted(out.rglob("*.parquet"))}
-    expected, pgstac = rows(), sorted(out.glob("pgstac/*/items.ndjson"))
+    expected, pgstac = rows(), sorted(out.glob("pgstac/*/*.ndjson"))
     expected_pgstac = [p.read_bytes() for p in pgstac]
+    assert len(pgstac) == len(expected)  # one pgstac piece per parquet partition
     monkeypatch.setattr(exports, "BATCH", 7)
     monkeypatch.setattr(exports, "SPILL", 5)
     for d in out.glob("*/parquet"):
         shutil.rmtree(d)
-    shutil.rmtree(repo / ".stacgit" / "exports" / "synthetic")
+    for d in out.glob("pgstac/*/"):
+        shutil.rmtree(d)
     res = build(repo)
     assert res.json["exports"]["partitions_written"] == len(expected)
     got = rows()
@@ -185,14 +188,14 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     assert res.json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}
     assert sorted(converted) == sorted(lines[i].split(",")[0] for i in (may[2], may[5]))  # the other 7 were reused
     part = repo / "build" / f"{SHIFT}/parquet/2022-05.parquet"
-    piece = repo / ".stacgit/exports/shift/aviris-ng-l2a/2022-05.ndjson"
-    reused = (part.read_bytes(), piece.read_bytes(), (repo / "build/shift/pgstac/aviris-ng-l2a/items.ndjson").read_bytes())
+    piece = repo / "build/shift/pgstac/aviris-ng-l2a/2022-05.ndjson"
+    reused = (part.read_bytes(), piece.read_bytes())
     assert pq.ParquetFile(part).metadata.num_row_groups == 5  # batches of 2
     piece.unlink()  # the previous files are not usable: everything is converted again
     converted.clear()
     assert build(repo).json["exports"]["partitions_written"] == 1
     assert len(converted) == 9
-    assert (part.read_bytes(), piece.read_bytes(), (repo / "build/shift/pgstac/aviris-ng-l2a/items.ndjson").read_bytes()) == reused
+    assert (part.read_bytes(), piece.read_bytes()) == reused
     shutil.copy(part, part.with_suffix(".bak"))
     lines[may[0]] = lines[may[0]].replace(",good", ",fair") if ",good" in lines[may[0]] else lines[may[0]].replace(",fair", ",good")
     (repo / CSV).write_text("".join(lines))
@@ -256,22 +259,81 @@ def test_drift_of_a_type_names_the_field(repo):
 def test_pgstac_ndjson_is_loadable(repo):
     add_synthetic(repo, 400)
     build(repo)
-    pg = repo / "build" / "synthetic" / "pgstac"
+    out = repo / "build" / "synthetic"
+    pg = out / "pgstac"
     collections = [orjson.loads(l) for l in (pg / "collections.ndjson").read_bytes().splitlines()]
     assert [c["id"] for c in collections] == ["hls-s30-00", "hls-l30-00"]
     assert all(not any(l["href"].startswith(".") for l in c["links"]) for c in collections)
+    manifest = orjson.loads((out / "manifest.json").read_bytes())["files"]
+    total = 0
     for c in collections:
-        ids = set()
-        for line in (pg / c["id"] / "items.ndjson").read_bytes().splitlines():
-            item = orjson.loads(line)
-            assert item["collection"] == c["id"]
-            assert item["properties"].get("datetime") or item["properties"].get("start_datetime")
-            assert not any(l["rel"] in ("root", "parent", "collection", "self") for l in item["links"])
-            ids.add(item["id"])
-        assert len(ids) == len((pg / c["id"] / "items.ndjson").read_bytes().splitlines())
-    manifest = orjson.loads((repo / "build" / "synthetic" / "manifest.json").read_bytes())["files"]
-    assert "pgstac/collections.ndjson" in manifest and "pgstac/hls-s30-00/items.ndjson" in manifest
+        # one piece per GeoParquet partition, holding the same items in the same order
+        pieces = sorted((pg / c["id"]).iterdir())
+        parts = sorted((out / c["id"] / "parquet").glob("*.parquet"))
+        assert [p.stem for p in pieces] == [p.stem for p in parts] and len(pieces) > 1
+        ids = []
+        for piece, part in zip(pieces, parts):
+            lines = piece.read_bytes().splitlines()
+            for line in lines:
+                item = orjson.loads(line)
+                assert item["collection"] == c["id"]
+                start = item["properties"].get("start_datetime") or item["properties"]["datetime"]
+                assert start.startswith(piece.stem)  # the partition's year
+                assert not any(l["rel"] in ("root", "parent", "collection", "self") for l in item["links"])
+                ids.append(item["id"])
+            assert [orjson.loads(l)["id"] for l in lines] == pq.read_table(part, columns=["id"]).column("id").to_pylist()
+            rel = piece.relative_to(out).as_posix()
+            assert manifest[rel] == {"sha256": hashlib.sha256(piece.read_bytes()).hexdigest(), "size": piece.stat().st_size}
+        assert len(set(ids)) == len(ids)
+        total += len(ids)
+    assert total == 400
+    assert "pgstac/collections.ndjson" in manifest
     assert not any(p.startswith("changes/") or p == "pgstac/changes.ndjson" for p in manifest)
+    assert not (repo / ".stacgit" / "exports" / "synthetic").exists()  # published pieces are not kept twice
+
+
+def test_pgstac_pieces_follow_the_partitions_and_the_setting(repo):
+    """A change rewrites only its partition's piece; a stale file in the pgstac folder (an
+    earlier stacgit's single items.ndjson) goes; ``pgstac: false`` takes the pieces out of the
+    build and the manifest, and turning it on again brings them back."""
+    build(repo)
+    pg = repo / "build" / "shift" / "pgstac" / "aviris-ng-l2a"
+    before = {p.name: p.read_bytes() for p in pg.iterdir()}
+    assert "2022-05.ndjson" in before and len(before) > 3
+    lines = (repo / CSV).read_text().splitlines(keepends=True)
+    i = next(i for i, l in enumerate(lines) if l.startswith("ang202205"))
+    lines[i] = lines[i].replace(",good", ",fair") if ",good" in lines[i] else lines[i].replace(",fair", ",good")
+    (repo / CSV).write_text("".join(lines))
+    (pg / "items.ndjson").write_bytes(b"{}\n")
+    # what the earlier layout left: the collection's single file, listed in the build state
+    import sqlite3
+
+    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
+        con.execute("INSERT INTO outputs VALUES ('shift', 'pgstac/aviris-ng-l2a/items.ndjson', 'aviris-ng-l2a', NULL, 'pgstac', NULL, 'x', 3, NULL)")
+    build(repo)
+    after = {p.name: p.read_bytes() for p in pg.iterdir()}
+    assert set(after) == set(before)
+    assert [n for n in sorted(after) if after[n] != before[n]] == ["2022-05.ndjson"]
+    manifest = orjson.loads((repo / "build" / "shift" / "manifest.json").read_bytes())["files"]
+    assert "pgstac/aviris-ng-l2a/items.ndjson" not in manifest
+    assert manifest["pgstac/aviris-ng-l2a/2022-05.ndjson"]["sha256"] == hashlib.sha256(after["2022-05.ndjson"]).hexdigest()
+
+    cfg = repo / "catalogs" / "shift" / "catalog.yaml"
+    text = cfg.read_text()
+    cfg.write_text("pgstac: false\n" + text)
+    build(repo)
+    manifest = orjson.loads((repo / "build" / "shift" / "manifest.json").read_bytes())["files"]
+    assert not pg.exists() and not any(p.startswith("pgstac/") for p in manifest)
+    # the change feed still gets its lines (from the pieces kept under .stacgit)
+    assert sorted(p.name for p in (repo / ".stacgit/exports/shift/aviris-ng-l2a").iterdir()) == sorted(before)
+    cfg.write_text(text)
+    build(repo)
+    assert {p.name: p.read_bytes() for p in pg.iterdir()} == after
+    assert not (repo / ".stacgit/exports/shift").exists() or not any((repo / ".stacgit/exports/shift").iterdir())
+    # a published piece emptied by hand is stale, and written again
+    (pg / "2022-02.ndjson").write_bytes(b"")
+    assert build(repo).json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}
+    assert {p.name: p.read_bytes() for p in pg.iterdir()} == after
 
 
 def test_change_feed_and_pgstac_changes(repo):
@@ -331,9 +393,11 @@ def test_load_into_pgstac(repo):  # optional: not counted as coverage of the NDJ
     subprocess.run(["pypgstac", "migrate", "--dsn", dsn], check=True, env=env)
     subprocess.run(["pypgstac", "load", "collections", str(pg / "collections.ndjson"), "--dsn", dsn, "--method", "upsert"], check=True, env=env)
     for coll in ("hls-s30-00", "hls-l30-00"):
-        subprocess.run(["pypgstac", "load", "items", str(pg / coll / "items.ndjson"), "--dsn", dsn, "--method", "upsert"], check=True, env=env)
+        pieces = sorted((pg / coll).glob("*.ndjson"))
+        for piece in pieces:  # one chunk per partition
+            subprocess.run(["pypgstac", "load", "items", str(piece), "--dsn", dsn, "--method", "upsert"], check=True, env=env)
         n = subprocess.run(["psql", dsn, "-tAc", f"SELECT count(*) FROM pgstac.items WHERE collection='{coll}'"], check=True, capture_output=True, text=True).stdout.strip()
-        assert int(n) == len((pg / coll / "items.ndjson").read_bytes().splitlines())
+        assert int(n) == sum(len(p.read_bytes().splitlines()) for p in pieces)
 
 
 def test_a_collection_removed_from_the_catalog_shows_up_as_deletions(repo):

@@ -147,7 +147,7 @@ def test_first_publish_second_no_op_change_uploads_exactly_it(built, moto, bucke
         "aviris-ng-l2a/collection.json": ("application/json", "public, max-age=60"),
         "aviris-ng-l2a/ang20220224t183418/ang20220224t183418.json": ("application/geo+json", "public, max-age=3600"),
         "aviris-ng-l2a/parquet/2022-02.parquet": ("application/vnd.apache.parquet", "public, max-age=3600"),
-        "pgstac/aviris-ng-l2a/items.ndjson": ("application/x-ndjson", "public, max-age=3600"),
+        "pgstac/aviris-ng-l2a/2022-02.ndjson": ("application/x-ndjson", "public, max-age=3600"),
         "changes/index.json": ("application/json", "public, max-age=60"),
     }
     for rel, (ctype, cache) in kinds.items():
