@@ -16,6 +16,7 @@ are registered in ``pending`` first so that a killed build is undone precisely.
 from __future__ import annotations
 
 import glob
+import heapq
 import os
 import shutil
 import uuid
@@ -308,6 +309,7 @@ def _recover_pending(con, writer: AtomicWriter, catalog: str, collection: str) -
     with st.Transaction(con):
         con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(catalog, p) for p in pend])
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", (catalog, collection))
+        con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", (catalog, collection))  # its fragment
 
 
 def display_datetime(sortable: str) -> str:
@@ -535,6 +537,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         "files_written": len(written) + len(doc_writes),
         "files_deleted": len(deletes),
     }
+    prior_fragment = fragment_digest(con, cat_id, coll.id)
     failures = [(*coll_key, p.key, op, i, r) for i, (p, op, r) in sorted(applied.failed.items())]
     if doc_failure is not None:
         failures.append((*coll_key, doc_failure[0].key, doc_failure[1], None, doc_failure[2]))
@@ -558,7 +561,10 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
         con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp), None))
         save_report(con, options.run_id, f"collection:{coll.key}", report)
-    save_fragment(project, con, cat_id, coll.id)
+    changes: dict[str, tuple[str, int] | None] = {p: None for p in deletes}
+    changes.update((w[0], (w[3], w[4])) for w in written)
+    changes.update((p, (sha256_bytes(d), len(d))) for p, d in doc_writes.items())
+    save_fragment(project, con, cat_id, coll.id, prior=prior_fragment, changes=changes)
     for s in gone_shards:
         if cache_files.get(s):
             Path(cache_root, cache_files[s]).unlink(missing_ok=True)
@@ -830,9 +836,65 @@ def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
     return project.state_dir / "manifest" / cat_id / f"{coll_id}.part"
 
 
-def save_fragment(project: Project, con, cat_id: str, coll_id: str, data: bytes | None = None) -> bytes:
+_ENTRY_START = b'\n    "'
+"""How every entry of a fragment starts (a path's JSON escapes newlines, so only entries do)."""
+
+
+def fragment_digest(con, cat_id: str, coll_id: str) -> str | None:
+    row = con.execute("SELECT manifest FROM aggregates WHERE catalog=? AND collection=?", (cat_id, coll_id)).fetchone()
+    return row[0] if row else None
+
+
+def merge_fragment(old: bytes, changes: dict[str, tuple[str, int] | None], drop: str | None = None) -> bytes:
+    """``old`` (entries as :func:`_fragment` writes them) with ``changes`` applied: path ->
+    (sha256, size) added or replaced, path -> None removed; with ``drop``, every old entry whose
+    path starts with it is removed first. Entries stay in path order (str order is UTF-8 byte
+    order, as SQLite sorts)."""
+    chunks = old.split(_ENTRY_START)
+    if chunks[0]:
+        raise ValueError("not a manifest fragment")
+    loads = orjson.loads
+    kept = []
+    for c in chunks[1:]:
+        path = loads(b'"' + c[: c.index(b'": {\n') + 1])
+        if path not in changes and not (drop and path.startswith(drop)):
+            kept.append((path, _ENTRY_START + c))
+    dumps = orjson.dumps
+    fresh = sorted((p, _ENTRY % (dumps(p), v[0].encode(), v[1])) for p, v in changes.items() if v is not None)
+    return b"".join([e for _, e in heapq.merge(kept, fresh, key=lambda e: e[0])])
+
+
+def _updated_fragment(project: Project, cat_id: str, coll_id: str, prior: str | None, changes: dict, drop: str | None) -> bytes | None:
+    """The saved fragment with ``changes`` applied, when it is the one ``prior`` describes."""
+    path = _fragment_path(project, cat_id, coll_id)
+    if prior is None or not path.exists():
+        return None
+    old = path.read_bytes()
+    if digest_bytes(old) != prior:
+        return None
+    try:
+        return merge_fragment(old, changes, drop)
+    except ValueError:
+        return None
+
+
+def save_fragment(
+    project: Project,
+    con,
+    cat_id: str,
+    coll_id: str,
+    data: bytes | None = None,
+    *,
+    prior: str | None = None,
+    changes: dict[str, tuple[str, int] | None] | None = None,
+    drop: str | None = None,
+) -> bytes:
     """After a collection's outputs are committed: keep its manifest entries for the catalog
-    task, with their digest in the state (a stale or missing file is regenerated from SQL)."""
+    task, with their digest in the state. With ``changes`` (the outputs the task wrote or
+    deleted, see :func:`merge_fragment`) the saved fragment whose digest was ``prior`` is
+    updated instead of read again from SQL; a stale or missing file is regenerated from SQL."""
+    if data is None and changes is not None:
+        data = _updated_fragment(project, cat_id, coll_id, prior, changes, drop)
     if data is None:
         data = _fragment(con, cat_id, coll_id)
     path = _fragment_path(project, cat_id, coll_id)

@@ -742,6 +742,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         for rel in _piece_sizes(con, coll).keys() - current:  # deleted partitions, an earlier layout, pgstac turned off
             con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, rel))
         con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
+        # the collection's saved manifest entries no longer hold (the export task updates them)
+        con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", key)
     return {
         "unit": "export",
         "collection": coll.key,

@@ -113,9 +113,13 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
     try:
         project = _project(root, options.run_id)
         coll = project.catalog(catalog_id).collection(collection_id)
-        report = exports.export_collection(project, coll, options.jobs)
         con = st.connect(project.state_dir)
-        b.save_fragment(project, con, catalog_id, collection_id)
+        prior = b.fragment_digest(con, catalog_id, collection_id)
+        report = exports.export_collection(project, coll, options.jobs)
+        # the collection's manifest entries: its parquet files replaced by what the state now lists
+        prefix = f"{collection_id}/parquet/"
+        rows = con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ?", (catalog_id, prefix, prefix[:-1] + "0"))
+        b.save_fragment(project, con, catalog_id, collection_id, prior=prior, changes={p: (sha, size) for p, sha, size in rows}, drop=prefix)
         with st.Transaction(con):
             b.save_report(con, options.run_id, unit, report)
     except (StacgitError, OSError) as exc:

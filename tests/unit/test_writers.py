@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import orjson
 import pytest
 
 from stacgit.hashing import pretty_json
@@ -79,5 +80,30 @@ def test_manifest_from_fragments_equals_pretty_json_of_the_dict(tmp_path):
     (tmp_path / "manifest" / "t" / "b.part").write_bytes(b"stale")
     (tmp_path / "manifest" / "t" / "a.part").unlink()
     assert _manifest(project, con, cat, root) == want
+    # a fragment updated with a task's changes equals the one read again from SQL
+    from stacgit.build import _fragment, fragment_digest
+
+    for c in colls:
+        save_fragment(project, con, "t", c)
+    for step in range(6):
+        c = rng.choice(colls)
+        prior = fragment_digest(con, "t", c)
+        paths = [r[0] for r in con.execute("SELECT path FROM outputs WHERE catalog='t' AND collection=?", (c,))]
+        changes = {p: None for p in rng.sample(paths, min(2, len(paths)))}  # deleted
+        changes.update({p: (f"{rng.getrandbits(256):064x}", rng.randrange(10**6)) for p in rng.sample(paths, min(2, len(paths)))})  # rewritten
+        changes.update({f"{c}/{n}{step}": ("0" * 64, step) for n in ("new.json", "\"q\": {\n.json", "ü/x.json", "0.json")})  # added
+        drop = f"{c}/zz/" if step % 2 else None  # a whole prefix replaced
+        for p, v in changes.items():
+            if v is None:
+                con.execute("DELETE FROM outputs WHERE catalog='t' AND path=?", (p,))
+            else:
+                con.execute("INSERT OR REPLACE INTO outputs VALUES ('t',?,?,NULL,'item',NULL,?,?,NULL)", (p, c, *v))
+        if drop:
+            con.execute("DELETE FROM outputs WHERE catalog='t' AND path >= ? AND path < ? AND path NOT IN (SELECT value FROM json_each(?))", (drop, drop[:-1] + "0", orjson.dumps([p for p in changes if changes[p]]).decode()))
+        data = save_fragment(project, con, "t", c, prior=prior, changes=changes, drop=drop)
+        assert data == _fragment(con, "t", c)
+        assert (tmp_path / "manifest" / "t" / f"{c}.part").read_bytes() == data
+    (tmp_path / "manifest" / "t" / "a.part").write_bytes(b"\n    garbage")  # not the fragment the state describes: SQL
+    assert save_fragment(project, con, "t", "a", prior=fragment_digest(con, "t", "a"), changes={}) == _fragment(con, "t", "a")
     empty = SimpleNamespace(id="e", collections=[])
     assert _manifest(project, con, empty, root) == pretty_json({"catalog": "e", "files": {"catalog.json": {"sha256": root[0], "size": root[1]}}, "version": 1})
