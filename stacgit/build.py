@@ -15,8 +15,8 @@ are registered in ``pending`` first so that a killed build is undone precisely.
 
 from __future__ import annotations
 
+import bisect
 import glob
-import heapq
 import os
 import shutil
 import uuid
@@ -853,15 +853,21 @@ def merge_fragment(old: bytes, changes: dict[str, tuple[str, int] | None], drop:
     chunks = old.split(_ENTRY_START)
     if chunks[0]:
         raise ValueError("not a manifest fragment")
-    loads = orjson.loads
-    kept = []
-    for c in chunks[1:]:
-        path = loads(b'"' + c[: c.index(b'": {\n') + 1])
-        if path not in changes and not (drop and path.startswith(drop)):
-            kept.append((path, _ENTRY_START + c))
+    del chunks[0]
+    # the paths, decoded in one call (each chunk starts with the rest of its path's JSON string)
+    paths = orjson.loads(b'["' + b'","'.join([c[: c.index(b'": {\n')] for c in chunks]) + b'"]')
+    kept = [i for i, p in enumerate(paths) if p not in changes and not (drop and p.startswith(drop))]
     dumps = orjson.dumps
     fresh = sorted((p, _ENTRY % (dumps(p), v[0].encode(), v[1])) for p, v in changes.items() if v is not None)
-    return b"".join([e for _, e in heapq.merge(kept, fresh, key=lambda e: e[0])])
+    kept_paths = [paths[i] for i in kept]
+    out, at = [], 0
+    for path, entry in fresh:  # few: each goes in at its place among the kept entries
+        to = bisect.bisect_left(kept_paths, path, at)
+        out.extend(_ENTRY_START + chunks[kept[j]] for j in range(at, to))
+        out.append(entry)
+        at = to
+    out.extend(_ENTRY_START + chunks[kept[j]] for j in range(at, len(kept)))
+    return b"".join(out)
 
 
 def _updated_fragment(project: Project, cat_id: str, coll_id: str, prior: str | None, changes: dict, drop: str | None) -> bytes | None:

@@ -510,7 +510,8 @@ def _known_parts(con, coll: CollectionSpec) -> dict[str, tuple]:
 
 def _piece_sizes(con, coll: CollectionSpec) -> dict[str, int]:
     """Published pgstac piece -> size, as the last export wrote it."""
-    rows = con.execute("SELECT path, size FROM outputs WHERE catalog=? AND collection=? AND kind='pgstac'", (coll.catalog_id, coll.id))
+    prefix = f"pgstac/{coll.id}/"  # a range of the (catalog, path) key
+    rows = con.execute("SELECT path, size FROM outputs WHERE catalog=? AND path >= ? AND path < ? AND kind='pgstac'", (coll.catalog_id, prefix, prefix[:-1] + "0"))
     return dict(rows.fetchall())
 
 
