@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -92,8 +93,10 @@ def change_records(repo: Path, seed: int) -> None:
         f = rng.choice(files)
         rec = generate.make_record(rng, f.parent.name, 9_000_000 + seed * 10_000 + n)
         day = min(int(rec["begin"][8:10]), 28)  # keep the record in its month's file, a valid date
+        begin, end = (datetime.strptime(rec[k][:19], "%Y-%m-%dT%H:%M:%S") for k in ("begin", "end"))
         rec["begin"] = f"{f.stem}-{day:02d}{rec['begin'][10:]}"
-        rec["end"] = f"{f.stem}-{day:02d}{rec['end'][10:]}"
+        # the same duration (moving both days apart would put the end before the start)
+        rec["end"] = (datetime.strptime(rec["begin"][:19], "%Y-%m-%dT%H:%M:%S") + (end - begin)).strftime("%Y-%m-%dT%H:%M:%SZ")
         lines[f].append(json.dumps(rec, separators=(",", ":"), sort_keys=True))
     for f in files:
         f.write_text("\n".join(lines[f]) + "\n")
