@@ -538,6 +538,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         "files_deleted": len(deletes),
     }
     prior_fragment = fragment_digest(con, cat_id, coll.id)
+    doc_entries = {p: (sha256_bytes(d), len(d)) for p, d in doc_writes.items()}
     failures = [(*coll_key, p.key, op, i, r) for i, (p, op, r) in sorted(applied.failed.items())]
     if doc_failure is not None:
         failures.append((*coll_key, doc_failure[0].key, doc_failure[1], None, doc_failure[2]))
@@ -549,7 +550,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         )
         con.executemany(
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
-            [(cat_id, p, coll.id, None, "catalog", None, sha256_bytes(d), len(d), None) for p, d in doc_writes.items()],
+            [(cat_id, p, coll.id, None, "catalog", None, sha, size, None) for p, (sha, size) in doc_entries.items()],
         )
         con.execute("DELETE FROM patch_stats WHERE catalog=? AND collection=?", coll_key)
         con.executemany(
@@ -563,7 +564,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         save_report(con, options.run_id, f"collection:{coll.key}", report)
     changes: dict[str, tuple[str, int] | None] = {p: None for p in deletes}
     changes.update((w[0], (w[3], w[4])) for w in written)
-    changes.update((p, (sha256_bytes(d), len(d))) for p, d in doc_writes.items())
+    changes.update(doc_entries)
     save_fragment(project, con, cat_id, coll.id, prior=prior_fragment, changes=changes)
     for s in gone_shards:
         if cache_files.get(s):
@@ -822,14 +823,8 @@ def _fragment(con, cat_id: str, coll_id: str) -> bytes:
 def _fragment_range(con, cat_id: str, prefix: str, collection: str | None = None) -> bytes:
     """Manifest entries of the outputs whose path starts with ``prefix`` (``<collection>/``,
     or ``pgstac/`` for the catalog-level exports), optionally of one collection only."""
-    sql = "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ?"
-    params: tuple = (cat_id, prefix, prefix[:-1] + "0")
-    if collection is not None:
-        sql += " AND collection=?"
-        params += (collection,)
     dumps = orjson.dumps
-    rows = con.execute(sql + " ORDER BY path", params)
-    return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
+    return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in st.outputs_under(con, cat_id, prefix, collection)])
 
 
 def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
@@ -893,14 +888,17 @@ def save_fragment(
     *,
     prior: str | None = None,
     changes: dict[str, tuple[str, int] | None] | None = None,
-    drop: str | None = None,
+    refresh: str | None = None,
 ) -> bytes:
     """After a collection's outputs are committed: keep its manifest entries for the catalog
-    task, with their digest in the state. With ``changes`` (the outputs the task wrote or
-    deleted, see :func:`merge_fragment`) the saved fragment whose digest was ``prior`` is
-    updated instead of read again from SQL; a stale or missing file is regenerated from SQL."""
+    task, with their digest in the state. The saved fragment whose digest was ``prior`` is
+    updated instead of read again from SQL: with ``changes`` (the outputs the task wrote or
+    deleted, see :func:`merge_fragment`), and with ``refresh`` its entries under that path
+    prefix replaced by the state's. A stale or missing file is regenerated from SQL."""
+    if data is None and refresh is not None:
+        changes = {**(changes or {}), **{p: (sha, size) for p, sha, size in st.outputs_under(con, cat_id, refresh)}}
     if data is None and changes is not None:
-        data = _updated_fragment(project, cat_id, coll_id, prior, changes, drop)
+        data = _updated_fragment(project, cat_id, coll_id, prior, changes, refresh)
     if data is None:
         data = _fragment(con, cat_id, coll_id)
     path = _fragment_path(project, cat_id, coll_id)

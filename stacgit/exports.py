@@ -510,9 +510,7 @@ def _known_parts(con, coll: CollectionSpec) -> dict[str, tuple]:
 
 def _piece_sizes(con, coll: CollectionSpec) -> dict[str, int]:
     """Published pgstac piece -> size, as the last export wrote it."""
-    prefix = f"pgstac/{coll.id}/"  # a range of the (catalog, path) key
-    rows = con.execute("SELECT path, size FROM outputs WHERE catalog=? AND path >= ? AND path < ? AND kind='pgstac'", (coll.catalog_id, prefix, prefix[:-1] + "0"))
-    return dict(rows.fetchall())
+    return {path: size for path, _, size in st.outputs_under(con, coll.catalog_id, _pgstac_prefix(coll))}
 
 
 def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str, tuple]) -> set[str]:
@@ -538,17 +536,25 @@ def pieces_root(project: Project, catalog_id: str) -> Path:
     return project.state_dir / "exports" / catalog_id
 
 
+def _piece_dirs(project: Project, coll: CollectionSpec) -> tuple[Path, Path]:
+    """Where a collection's pgstac pieces are (published under ``build/`` unless its pgstac
+    output is off), and the other place, which holds none."""
+    published = project.build_dir / coll.catalog_id / _pgstac_prefix(coll)
+    private = pieces_root(project, coll.catalog_id) / coll.id
+    return (published, private) if coll.pgstac else (private, published)
+
+
 def pieces_dir(project: Project, coll: CollectionSpec) -> Path:
-    """The directory of a collection's pgstac pieces: published under ``build/`` unless the
-    collection's pgstac output is off."""
-    if coll.pgstac:
-        return project.build_dir / coll.catalog_id / "pgstac" / coll.id
-    return pieces_root(project, coll.catalog_id) / coll.id
+    return _piece_dirs(project, coll)[0]
+
+
+def _pgstac_prefix(coll: CollectionSpec) -> str:
+    return f"pgstac/{coll.id}/"
 
 
 def piece_path(coll: CollectionSpec, part: str) -> str:
     """A published pgstac piece, relative to the catalog's build directory."""
-    return f"pgstac/{coll.id}/{part}.ndjson"
+    return f"{_pgstac_prefix(coll)}{part}.ndjson"
 
 
 _TEMP_TABLES = """
@@ -760,8 +766,7 @@ def _tidy_pieces(project: Project, coll: CollectionSpec, parts: set[str]) -> Non
     """Remove pgstac files that are not pieces of the current partitions: the other location's
     (``pgstac`` turned on or off), and an earlier stacgit's (one ``items.ndjson`` per collection,
     and pieces kept under ``.stacgit/exports``)."""
-    pdir = pieces_dir(project, coll)
-    other = pieces_root(project, coll.catalog_id) / coll.id if coll.pgstac else project.build_dir / coll.catalog_id / "pgstac" / coll.id
+    pdir, other = _piece_dirs(project, coll)
     shutil.rmtree(other, ignore_errors=True)
     keep = {f"{part}.ndjson" for part in parts}
     for f in pdir.iterdir() if pdir.is_dir() else ():

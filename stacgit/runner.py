@@ -117,9 +117,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
         prior = b.fragment_digest(con, catalog_id, collection_id)
         report = exports.export_collection(project, coll, options.jobs)
         # the collection's manifest entries: its parquet files replaced by what the state now lists
-        prefix = f"{collection_id}/parquet/"
-        rows = con.execute("SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ?", (catalog_id, prefix, prefix[:-1] + "0"))
-        b.save_fragment(project, con, catalog_id, collection_id, prior=prior, changes={p: (sha, size) for p, sha, size in rows}, drop=prefix)
+        b.save_fragment(project, con, catalog_id, collection_id, prior=prior, refresh=f"{collection_id}/parquet/")
         with st.Transaction(con):
             b.save_report(con, options.run_id, unit, report)
     except (StacgitError, OSError) as exc:

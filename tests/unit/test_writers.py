@@ -92,15 +92,15 @@ def test_manifest_from_fragments_equals_pretty_json_of_the_dict(tmp_path):
         changes = {p: None for p in rng.sample(paths, min(2, len(paths)))}  # deleted
         changes.update({p: (f"{rng.getrandbits(256):064x}", rng.randrange(10**6)) for p in rng.sample(paths, min(2, len(paths)))})  # rewritten
         changes.update({f"{c}/{n}{step}": ("0" * 64, step) for n in ("new.json", "\"q\": {\n.json", "ü/x.json", "0.json")})  # added
-        drop = f"{c}/zz/" if step % 2 else None  # a whole prefix replaced
+        refresh = f"{c}/zz/" if step % 2 else None  # a whole prefix replaced by the state's entries
         for p, v in changes.items():
             if v is None:
                 con.execute("DELETE FROM outputs WHERE catalog='t' AND path=?", (p,))
             else:
                 con.execute("INSERT OR REPLACE INTO outputs VALUES ('t',?,?,NULL,'item',NULL,?,?,NULL)", (p, c, *v))
-        if drop:
-            con.execute("DELETE FROM outputs WHERE catalog='t' AND path >= ? AND path < ? AND path NOT IN (SELECT value FROM json_each(?))", (drop, drop[:-1] + "0", orjson.dumps([p for p in changes if changes[p]]).decode()))
-        data = save_fragment(project, con, "t", c, prior=prior, changes=changes, drop=drop)
+        if refresh:
+            con.execute("DELETE FROM outputs WHERE catalog='t' AND path >= ? AND path < ? AND path NOT IN (SELECT value FROM json_each(?))", (refresh, refresh[:-1] + "0", orjson.dumps([p for p in changes if changes[p]]).decode()))
+        data = save_fragment(project, con, "t", c, prior=prior, changes=changes, refresh=refresh)
         assert data == _fragment(con, "t", c)
         assert (tmp_path / "manifest" / "t" / f"{c}.part").read_bytes() == data
     (tmp_path / "manifest" / "t" / "a.part").write_bytes(b"\n    garbage")  # not the fragment the state describes: SQL
