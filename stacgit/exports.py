@@ -298,23 +298,22 @@ class _OldPartition:
 
         return pa.schema([pa.field(f.name, _arrow_names(f.type), f.nullable, f.metadata) for f in self.file.schema_arrow])  # type: ignore[union-attr]
 
-    def take(self, rows: list[int], schema: pa.Schema) -> pa.Table:
-        """The rows (increasing), cast to ``schema`` (the conversion's list field names)."""
-        import pyarrow as pa
-
-        want = [bisect.bisect_right(self.starts, r) - 1 for r in rows]
-        for g in [g for g in self.groups if g < want[0]]:
-            del self.groups[g]
-        used = sorted(set(want))
-        before, at = {}, 0
-        for g in used:
+    def rows_from(self, first: int, count: int, schema: pa.Schema) -> list[pa.Table]:
+        """Old rows ``first`` .. ``first + count - 1`` (asked for in increasing order) as slices
+        of their row groups, cast to ``schema`` (the conversion's list field names). Slices
+        share the groups' buffers: nothing is copied until the batch is put together."""
+        out = []
+        while count:
+            g = bisect.bisect_right(self.starts, first) - 1
+            for done in [k for k in self.groups if k < g]:
+                del self.groups[done]
             if g not in self.groups:
-                self.groups[g] = self.file.read_row_group(g)  # type: ignore[union-attr]
-            before[g] = at
-            at += self.groups[g].num_rows
-        table = pa.concat_tables([self.groups[g] for g in used])
-        picked = table.take(pa.array([before[g] + r - self.starts[g] for r, g in zip(rows, want)], type=pa.int64()))
-        return picked.replace_schema_metadata(None).cast(schema)
+                self.groups[g] = self.file.read_row_group(g).replace_schema_metadata(None).cast(schema)  # type: ignore[union-attr]
+            n = min(count, self.starts[g + 1] - first)
+            out.append(self.groups[g].slice(first - self.starts[g], n))
+            first += n
+            count -= n
+        return out
 
     def close(self) -> None:
         self.piece.close()
@@ -372,19 +371,19 @@ def write_partition(
     def batches() -> Iterator[pa.RecordBatch]:
         nonlocal pos, target
         for chunk in read_ahead(members, lambda m: None if reused(m) else os.path.join(base, m.path), BATCH):
-            rows, lines, placed, old_rows, order = [], [], [], [], []
+            rows, lines, placed = [], [], []
+            runs: list[list] = []  # [from the old file?, first row, count], in the batch's order
             for m, data in chunk:
                 if reused(m):
                     line = old.line(m)  # type: ignore[union-attr]
-                    order.append(-1 - len(old_rows))
-                    old_rows.append(m.old_row)
+                    _extend(runs, True, m.old_row)  # type: ignore[arg-type]
                 else:
                     if isinstance(data, OSError):
                         raise BuildError(f"{out_dir / m.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
                     item = orjson.loads(data)
                     line = pgstac_line(item)
                     if parquet_tmp is not None:
-                        order.append(len(rows))
+                        _extend(runs, False, len(rows))
                         rows.append(prepared.row(item))  # type: ignore[union-attr]
                 lines.append(line)
                 if m.pending:
@@ -400,17 +399,16 @@ def write_partition(
             fresh = _convert(rows, schema, prepared) if rows else None
             if fresh is not None and target is None:
                 target = fresh.schema
-            if not old_rows:
+            if len(runs) == 1 and not runs[0][0]:
                 yield fresh
                 continue
             if target is None:
                 target = old.schema()  # type: ignore[union-attr]
-            kept = old.take(old_rows, target)  # type: ignore[union-attr]
-            parts = ([pa.Table.from_batches([fresh])] if fresh is not None else []) + [kept]
-            table = pa.concat_tables(parts)
-            n_fresh = len(rows)
-            perm = pa.array([i if i >= 0 else n_fresh - 1 - i for i in order], type=pa.int64())
-            yield table.take(perm).combine_chunks().to_batches()[0]
+            fresh_table = pa.Table.from_batches([fresh]) if fresh is not None else None
+            tables = []
+            for from_old, first, count in runs:
+                tables += old.rows_from(first, count, target) if from_old else [fresh_table.slice(first, count)]  # type: ignore[union-attr]
+            yield pa.concat_tables(tables).combine_chunks().to_batches()[0]
 
     with open(piece_tmp, "wb") as piece, _no_gc():
         if parquet_tmp is None:
@@ -422,6 +420,16 @@ def write_partition(
             reader = pa.RecordBatchReader.from_batches(first.schema, _chain(first, gen))
             to_parquet(reader, parquet_tmp, collections={collection_doc["id"]: collection_doc}, compression="zstd", write_statistics=True)
     return (piece_sha.hexdigest() if piece_sha is not None else None), pos
+
+
+def _extend(runs: list[list], from_old: bool, row: int) -> None:
+    """Row ``row`` of the old file or of the converted rows goes next: it extends the last run
+    when it follows on from it."""
+    last = runs[-1] if runs else None
+    if last is not None and last[0] is from_old and last[1] + last[2] == row:
+        last[2] += 1
+    else:
+        runs.append([from_old, row, 1])
 
 
 def _convert(rows: list[dict], schema: pa.Schema, prepared: Prepared) -> pa.RecordBatch:
