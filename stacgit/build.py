@@ -40,7 +40,7 @@ from stacgit.plan import catalog_input_digest, collection_input_digest, extensio
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
 from stacgit.verdicts import open_validator, validate_catalog
 from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy
-from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, splice_links
+from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, same_content, splice_links
 
 PARALLEL_WRITE_MIN = 20_000
 """Collections writing at least this many items spread the writes over ``jobs`` processes."""
@@ -785,7 +785,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         writer.write("catalog.json", root)
         written += 1
     manifest_path = out_dir / "manifest.json"
-    if not manifest_path.exists() or manifest_path.read_bytes() != manifest:
+    if not same_content(manifest_path, manifest):
         writer.write("manifest.json", manifest)
         written += 1
     failed_path = out_dir / "failed.ndjson"
@@ -910,11 +910,13 @@ def save_fragment(
     return data
 
 
-def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, int]) -> bytes:
+def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, int]) -> list:
     """``manifest.json``: every output path -> sha256 and size, as ``pretty_json`` would print
     ``{"catalog", "files", "version"}`` (sorted keys, 2-space indent). Assembled from the
     collections' saved fragments (checked against their digests); paths sort as UTF-8 bytes,
-    and every path of a collection starts with ``<id>/``, so fragments sort by that prefix."""
+    and every path of a collection starts with ``<id>/``, so fragments sort by that prefix.
+    Returned as the parts whose concatenation is the file (at 800K items it is ~190 MB: joined,
+    and compared with the file read whole, it cost ~2 s of the catalog task)."""
     saved = dict(con.execute("SELECT collection, manifest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
     pieces: list[tuple[bytes, bytes]] = [(b"catalog.json", _ENTRY % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))]
     for c in cat.collections:
@@ -929,8 +931,9 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
         pieces.append(((c.id + "/").encode(), data))
     pieces.append((b"pgstac/", _fragment_range(con, cat.id, "pgstac/")))
     pieces.sort(key=lambda p: p[0])
-    body = b"".join(p[1] for p in pieces)[:-1]  # no comma after the last entry
-    return b'{\n  "catalog": ' + orjson.dumps(cat.id) + b',\n  "files": {' + body + b'\n  },\n  "version": 1\n}\n'
+    body: list = [p[1] for p in pieces if p[1]]
+    body[-1] = memoryview(body[-1])[:-1]  # no comma after the last entry (catalog.json's, at least)
+    return [b'{\n  "catalog": ' + orjson.dumps(cat.id) + b',\n  "files": {', *body, b'\n  },\n  "version": 1\n}\n']
 
 
 def remove_catalog_output(project: Project, catalog_id: str) -> None:

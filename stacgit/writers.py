@@ -41,7 +41,10 @@ class AtomicWriter:
         self._dirs: set[str] = set()
         self._prefix = f"{os.getpid()}-"
 
-    def write(self, rel: str, data: bytes, fresh: bool = False) -> None:
+    def write(self, rel: str, data: bytes | list, fresh: bool = False) -> None:
+        """Write ``data``: bytes, or a list of byte strings (a large file assembled from parts,
+        written without joining them first)."""
+        put = _writer_of(data)
         final = os.path.join(self.out_dir, rel)
         parent = os.path.dirname(final)
         if parent not in self._dirs:
@@ -50,13 +53,13 @@ class AtomicWriter:
         if fresh:
             try:
                 with open(final, "xb") as f:
-                    f.write(data)
+                    put(f)
                 return
             except FileExistsError:  # not ours (left by hand or another tool): replace it
                 pass
         tmp = os.path.join(self.tmp_dir, self._prefix + str(next(_counter)))
         with open(tmp, "wb") as f:
-            f.write(data)
+            put(f)
         try:
             os.replace(tmp, final)
         except OSError as exc:
@@ -64,7 +67,7 @@ class AtomicWriter:
                 raise
             local_tmp = final + f".{self._prefix}tmp"
             with open(local_tmp, "wb") as f:
-                f.write(data)
+                put(f)
             os.unlink(tmp)
             os.replace(local_tmp, final)
 
@@ -83,6 +86,34 @@ class AtomicWriter:
                 break
             self._dirs.discard(os.path.join(self.out_dir, parent))
             parent = posixpath.dirname(parent)
+
+
+def _writer_of(data: bytes | list) -> Callable[[Any], Any]:
+    if isinstance(data, list):
+        return lambda f: f.writelines(data)
+    return lambda f: f.write(data)
+
+
+def same_content(path: Path, parts: list) -> bool:
+    """Whether the file holds exactly the concatenation of ``parts`` (bytes-like), read through
+    one small buffer: a large file is not loaded whole to find it unchanged."""
+    size = 1 << 20
+    try:
+        if os.path.getsize(path) != sum(len(p) for p in parts):
+            return False
+        f = open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        return False
+    buf = memoryview(bytearray(size))
+    with f:
+        for part in parts:
+            view = memoryview(part)
+            for at in range(0, len(view), size):
+                want = view[at : at + size]
+                got = buf[: len(want)]
+                if f.readinto(got) != len(want) or got != want:
+                    return False
+    return True
 
 
 def rel_href(from_file: str, to_file: str) -> str:

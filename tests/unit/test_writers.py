@@ -73,13 +73,13 @@ def test_manifest_from_fragments_equals_pretty_json_of_the_dict(tmp_path):
     files = {r[1]: {"sha256": r[6], "size": r[7]} for r in rows}
     files["catalog.json"] = {"sha256": root[0], "size": root[1]}
     want = pretty_json({"catalog": "t", "files": files, "version": 1})
-    assert _manifest(project, con, cat, root) == want  # no fragments saved yet: from SQL
+    assert b"".join(_manifest(project, con, cat, root)) == want  # no fragments saved yet: from SQL
     for c in colls:
         save_fragment(project, con, "t", c)
-    assert _manifest(project, con, cat, root) == want
+    assert b"".join(_manifest(project, con, cat, root)) == want
     (tmp_path / "manifest" / "t" / "b.part").write_bytes(b"stale")
     (tmp_path / "manifest" / "t" / "a.part").unlink()
-    assert _manifest(project, con, cat, root) == want
+    assert b"".join(_manifest(project, con, cat, root)) == want
     # a fragment updated with a task's changes equals the one read again from SQL
     from stacgit.build import _fragment, fragment_digest
 
@@ -106,4 +106,23 @@ def test_manifest_from_fragments_equals_pretty_json_of_the_dict(tmp_path):
     (tmp_path / "manifest" / "t" / "a.part").write_bytes(b"\n    garbage")  # not the fragment the state describes: SQL
     assert save_fragment(project, con, "t", "a", prior=fragment_digest(con, "t", "a"), changes={}) == _fragment(con, "t", "a")
     empty = SimpleNamespace(id="e", collections=[])
-    assert _manifest(project, con, empty, root) == pretty_json({"catalog": "e", "files": {"catalog.json": {"sha256": root[0], "size": root[1]}}, "version": 1})
+    assert b"".join(_manifest(project, con, empty, root)) == pretty_json({"catalog": "e", "files": {"catalog.json": {"sha256": root[0], "size": root[1]}}, "version": 1})
+
+
+def test_same_content_compares_parts_with_the_file(tmp_path):
+    """A large file written from parts is compared part by part through a 1 MiB buffer."""
+    from stacgit.writers import AtomicWriter, same_content
+
+    big = bytes(range(256)) * 9000  # crosses the buffer's boundary
+    parts = [b"{", big, memoryview(b"tail,")[:-1]]
+    AtomicWriter(tmp_path / "out", tmp_path / "tmp").write("m.json", parts)
+    path = tmp_path / "out" / "m.json"
+    assert path.read_bytes() == b"{" + big + b"tail"
+    assert same_content(path, parts)
+    assert same_content(path, [path.read_bytes()])
+    assert not same_content(path, [b"{", big, b"tall"])  # same size, last byte differs
+    changed = bytearray(big)
+    changed[(1 << 20) + 5] ^= 1  # in the second buffer
+    assert not same_content(path, [b"{", bytes(changed), b"tail"])
+    assert not same_content(path, [b"{", big, b"tail!"])  # longer
+    assert not same_content(tmp_path / "missing.json", [b""])
