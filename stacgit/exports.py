@@ -32,7 +32,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import orjson
 
@@ -578,10 +578,14 @@ _CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
        (SELECT r.start FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection
           AND r.item_id=o.item_id AND r.body_digest=o.body_digest LIMIT 1),
        e.sha256, e.part, e.path
-  FROM outputs o LEFT JOIN exported e ON e.catalog=o.catalog AND e.collection=o.collection AND e.item_id=o.item_id
+  FROM {source} outputs o {on} LEFT JOIN exported e ON e.catalog=o.catalog AND e.collection=o.collection AND e.item_id=o.item_id
  WHERE o.catalog=? AND o.collection=? AND o.kind='item'"""
-_GONE = """e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
+_GONE = """SELECT e.item_id, e.part FROM {source} exported e {on} WHERE e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
     WHERE o.catalog=e.catalog AND o.collection=e.collection AND o.item_id=e.item_id AND o.kind='item')"""
+_SCAN = {"source": "", "on": ""}
+"""Every item of the collection."""
+_QUEUED = {"source": "export_queue q CROSS JOIN", "on": "ON {t}.catalog=q.catalog AND {t}.collection=q.collection AND {t}.item_id=q.item_id"}
+"""The items queued since the last export (``state.export_queue``), and no others."""
 _FRESH = "SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=? ORDER BY sort, item_id"
 _OLD = """SELECT e.sort, e.item_id, e.path, e.sha256 FROM exported e INDEXED BY exported_in_order
  WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
@@ -610,6 +614,58 @@ def _insert(con, sql: str, rows: list[tuple]) -> None:
         rows.clear()
 
 
+class _Changes(NamedTuple):
+    dirty: set[str]  # partitions to write again (or drop)
+    parts: set[str]  # partitions that hold the changed items now
+    changed: int
+    added: int
+    gone: dict[str, int]  # partition -> items gone from the build
+
+
+def _find_changes(con, key: tuple[str, str], out_dir: Path, partition: str, queued: bool, every: bool = False) -> _Changes:
+    """Fill ``temp.ex_new`` (items added or changed since the last export, of the queued ones or
+    of all; ``every``: all items, changed or not, as when the configuration changed) with their
+    partition, and ``temp.ex_gone`` (items gone from the build). Rows stream: changed items go to the temporary table, not to
+    memory, and unchanged ones are left to SQLite."""
+    con.executescript(_TEMP_TABLES)
+    for table in ("ex_new", "ex_rows", "ex_gone"):
+        con.execute(f"DELETE FROM temp.{table}")
+    how = _QUEUED if queued else _SCAN
+    query = _CURRENT.format(source=how["source"], on=how["on"].format(t="o"))
+    if not every:
+        query += " AND (e.sha256 IS NOT o.sha256 OR e.path IS NOT o.path)"
+    dirty: set[str] = set()
+    parts: set[str] = set()
+    changed = added = 0
+    pending: list[tuple] = []
+    for item_id, path, sha, patched, start, e_sha, e_part, e_path in con.execute(query, key):
+        changed += 1
+        added += e_sha is None
+        sort = start if (start and patched is None) else _item_start(out_dir / path)
+        part = partition_key(sort, partition)
+        dirty.add(part)
+        parts.add(part)
+        if e_part is not None:
+            dirty.add(e_part)
+        pending.append((item_id, sha, part, sort, path))
+        if len(pending) >= SPILL:
+            _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
+    _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
+    con.execute("BEGIN")
+    con.execute("INSERT INTO temp.ex_gone " + _GONE.format(source=how["source"], on=how["on"].format(t="e")), key)
+    con.execute("COMMIT")
+    gone = dict(con.execute("SELECT part, COUNT(*) FROM temp.ex_gone GROUP BY part").fetchall())
+    return _Changes(dirty, parts, changed, added, gone)
+
+
+def _counts_agree(con, key: tuple[str, str], found: _Changes) -> bool:
+    """Whether the exports, with the queued changes, would hold as many items as the build: a
+    check (two index counts) that the queue has not missed an item added or removed."""
+    built = con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND item_id IS NOT NULL", key).fetchone()[0]
+    exported = con.execute("SELECT COUNT(*) FROM exported WHERE catalog=? AND collection=?", key).fetchone()[0]
+    return built == exported + found.added - sum(found.gone.values())
+
+
 def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> dict:
     """Bring a collection's GeoParquet partitions and pgstac NDJSON up to date."""
     con = st.connect(project.state_dir)
@@ -624,36 +680,16 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     config_changed = prior_cfg is None or prior_cfg[0] != config_digest
     input_digest = _collection_input(con, coll)
 
-    # Which items changed since the last export, and the partitions that hold them. Streams
-    # the collection's rows; changed items go to a temporary table, not to memory.
-    con.executescript(_TEMP_TABLES)
-    for table in ("ex_new", "ex_rows", "ex_gone"):
-        con.execute(f"DELETE FROM temp.{table}")
-    dirty: set[str] = set()
-    parts: set[str] = set()
-    changed = 0
-    pending: list[tuple] = []
-    # unchanged items are left to SQLite: only the changed rows come to Python
-    query = _CURRENT if config_changed else _CURRENT + " AND (e.sha256 IS NOT o.sha256 OR e.path IS NOT o.path)"
-    for item_id, path, sha, patched, start, e_sha, e_part, e_path in con.execute(query, key):
-        changed += 1
-        sort = start if (start and patched is None) else _item_start(out_dir / path)
-        part = partition_key(sort, partition)
-        dirty.add(part)
-        parts.add(part)
-        if e_part is not None:
-            dirty.add(e_part)
-        pending.append((item_id, sha, part, sort, path))
-        if len(pending) >= SPILL:
-            _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
-    _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
-    # every partition exported before (one that loses all its items is dirty, and dropped below)
+    # Which items changed since the last export, and the partitions that hold them: of the
+    # queued items; of them all when the configuration changed, or when the counts show that
+    # the queue missed something.
     known_parts = _known_parts(con, coll)
+    found = _find_changes(con, key, out_dir, partition, queued=not config_changed, every=config_changed)
+    if not config_changed and not _counts_agree(con, key, found):
+        found = _find_changes(con, key, out_dir, partition, queued=False)
+    dirty, parts, changed, gone = found.dirty, found.parts, found.changed, found.gone
+    # every partition exported before (one that loses all its items is dirty, and dropped below)
     parts.update(known_parts)
-    con.execute("BEGIN")
-    con.execute(f"INSERT INTO temp.ex_gone SELECT e.item_id, e.part FROM exported e WHERE {_GONE}", key)
-    con.execute("COMMIT")
-    gone = dict(con.execute("SELECT part, COUNT(*) FROM temp.ex_gone GROUP BY part").fetchall())
     removed = sum(gone.values())
     dirty |= set(gone)
     pdir = pieces_dir(project, coll)
@@ -763,6 +799,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         for rel in _piece_sizes(con, coll).keys() - current:  # deleted partitions, an earlier layout, pgstac turned off
             con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, rel))
         con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
+        con.execute("DELETE FROM export_queue WHERE catalog=? AND collection=?", key)
         # the collection's saved manifest entries no longer hold (the export task updates them)
         con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", key)
     return {

@@ -29,6 +29,9 @@ Tables
   export_parts  sha256 and size of each written partition file
   export_config the export settings + column types digest, and the collection input digest,
               of the last export of each collection
+  export_queue  items whose output was written or deleted since their collection's last export,
+              filled by triggers on ``outputs``: the export compares these with ``exported``,
+              not every item (and every item when the counts do not add up)
   fed         each item as the last change feed left it (not per collection: a collection
               removed from catalog.yaml still shows up as deletions)
   feed_pending  items an export added, changed or removed since the last change feed: the
@@ -121,25 +124,38 @@ _QUEUES = (
        BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
     """CREATE TRIGGER IF NOT EXISTS verdicts_updated AFTER UPDATE ON verdicts
        BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'verdicts_changed'; END""",
+    """CREATE TABLE IF NOT EXISTS export_queue (
+       catalog TEXT, collection TEXT, item_id TEXT, PRIMARY KEY (catalog, collection, item_id)) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS item_written AFTER INSERT ON outputs WHEN new.kind = 'item' AND new.item_id IS NOT NULL
+       BEGIN INSERT OR IGNORE INTO export_queue VALUES (new.catalog, new.collection, new.item_id); END""",
+    """CREATE TRIGGER IF NOT EXISTS item_deleted AFTER DELETE ON outputs WHEN old.kind = 'item' AND old.item_id IS NOT NULL
+       BEGIN INSERT OR IGNORE INTO export_queue VALUES (old.catalog, old.collection, old.item_id); END""",
 )
 """Work queues kept in step with the tables they follow (an ``INSERT OR REPLACE`` fires only
-the insert trigger), and ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
+the insert trigger): ``export_queue`` holds the items whose output was written or deleted since
+their collection's last export. And ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
 summary of the verdicts computed at one count holds as long as the count is the same."""
 
-_QUEUE_OBJECTS = ("feed_pending", "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated")
-"""What ``_QUEUES`` makes: a store missing any of them gets them (and, without ``unvalidated``, ``_SEED``)."""
+_QUEUE_OBJECTS = (
+    "feed_pending", "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated",
+    "export_queue", "item_written", "item_deleted",
+)
+"""What ``_QUEUES`` makes: a store missing any of them gets them (and the ``_SEED`` of each
+queue table it did not have)."""
 
 _SEED = (
-    "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM exported",
-    "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed",
-    f"INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN {STAC_KINDS}",
+    ("unvalidated", "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM exported"),
+    ("unvalidated", "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed"),
+    ("unvalidated", f"INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN {STAC_KINDS}"),
+    ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM outputs WHERE kind = 'item' AND item_id IS NOT NULL"),
+    ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM exported"),
 )
-"""A store made before the queues starts with everything queued."""
+"""A store made before a queue starts with everything queued."""
 
 COLLECTION_TABLES = (
     "shards", "records", "failures", "outputs", "pending", "aggregates",
     "patch_evals", "patch_matches", "patch_seen", "patch_stats", "patch_failures", "verdicts",
-    "exported", "export_parts", "export_config",
+    "exported", "export_parts", "export_config", "export_queue",
 )
 """Tables with (catalog, collection) columns: what forgetting a collection or catalog clears."""
 
@@ -174,8 +190,8 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     made = con.execute(f"SELECT COUNT(*) FROM sqlite_master WHERE name IN ({','.join('?' * len(_QUEUE_OBJECTS))})", _QUEUE_OBJECTS).fetchone()[0]
     if made < len(_QUEUE_OBJECTS):
         with Transaction(con):  # every statement is idempotent; another process may be here too
-            fresh = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='unvalidated'").fetchone() is None
-            for sql in _QUEUES + (_SEED if fresh else ()):
+            had = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            for sql in _QUEUES + tuple(sql for table, sql in _SEED if table not in had):
                 con.execute(sql)
     if row is None:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))

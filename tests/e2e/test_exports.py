@@ -221,6 +221,62 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     assert len(converted) == 9 and (part.read_bytes(), piece.read_bytes()) == result
 
 
+def test_exports_read_the_queue_and_notice_what_it_missed(repo):
+    """Writing or deleting an item's output queues it (a trigger on ``outputs``); the export
+    compares only the queued items and empties the queue when it commits. When the counts show
+    the queue missed an item, it compares every item. A store made before the queue starts
+    with every item queued."""
+    import sqlite3
+
+    from stacgit import exports
+    from stacgit import state as st
+    from stacgit.project import Project
+
+    build(repo)
+    db = repo / ".stacgit" / "state.sqlite3"
+    queued = lambda: sqlite3.connect(db).execute("SELECT COUNT(*) FROM export_queue").fetchone()[0]  # noqa: E731
+    assert queued() == 0
+    lines = (repo / CSV).read_text().splitlines(keepends=True)
+    target = lines[5].split(",")[0]
+    lines[5] = lines[5].replace(",good", ",fair") if ",good" in lines[5] else lines[5].replace(",fair", ",good")
+    (repo / CSV).write_text("".join(lines))
+    assert build(repo).json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}
+    assert queued() == 0
+    with sqlite3.connect(db) as con:  # exported rows with the queue's the only way to see a change
+        con.execute("INSERT INTO export_queue VALUES ('shift', 'aviris-ng-l2a', ?)", (target,))
+    project = Project.load(repo)
+    coll = project.catalogs["shift"].collections[0]
+    assert exports.export_collection(project, coll)["items_changed"] == 0  # queued, but the same
+
+    # the export state lost an item and the queue does not say so: the counts differ
+    piece = repo / "build/shift/pgstac/aviris-ng-l2a" / f"{target[3:7]}-{target[7:9]}.ndjson"
+    whole = piece.read_bytes()
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM exported WHERE catalog='shift' AND item_id=?", (target,))
+    piece.write_bytes(b"".join(l for l in whole.splitlines(keepends=True) if target.encode() not in l))
+    report = exports.export_collection(project, coll)
+    assert report["items_changed"] == 1 and report["partitions_written"] == 1
+    assert piece.read_bytes() == whole
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM exported WHERE item_id=?", (target,)).fetchone()[0] == 1
+
+    # an older store, without the queue: made and filled with every item on connecting
+    with sqlite3.connect(db) as con:
+        for trigger in ("item_written", "item_deleted"):
+            con.execute(f"DROP TRIGGER {trigger}")
+        con.execute("DROP TABLE export_queue")
+    st._CONNECTIONS.clear()
+    items = sqlite3.connect(db).execute("SELECT COUNT(*) FROM outputs WHERE kind='item'").fetchone()[0]
+    st.connect(repo / ".stacgit")
+    assert queued() == items == 61
+    st._CONNECTIONS.clear()
+    assert build(repo).json["exports"] == {"partitions_written": 0, "partitions_deleted": 0}  # up to date: no export ran
+    lines[5] = lines[5].replace(",good", ",fair") if ",good" in lines[5] else lines[5].replace(",fair", ",good")
+    (repo / CSV).write_text("".join(lines))
+    assert build(repo).json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}  # of shift's queued, one changed
+    others = sqlite3.connect(db).execute("SELECT COUNT(*) FROM outputs WHERE kind='item' AND catalog != 'shift'").fetchone()[0]
+    assert queued() == others > 0  # the other catalogs' exports did not run: their items stay queued
+
+
 def test_schema_drift_names_item_and_field_and_keeps_outputs(repo):
     build(repo)
     before = tree(repo / "build")
