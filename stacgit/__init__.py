@@ -14,7 +14,7 @@ from importlib import import_module
 _EXPORTS = {
     "Project": "stacgit.project",
     "StacgitError": "stacgit.errors",
-    "compute_status": "stacgit.plan",
+    "compute_status": "stacgit.runner",
     "run_build": "stacgit.runner",
     "run_publish": "stacgit.publishing",
 }

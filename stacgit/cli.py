@@ -69,7 +69,7 @@ def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int 
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code says whether anything is stale.")
 def status(repo: str, as_json: bool, quiet: bool) -> None:
     """List stale build units with the reason; exit 1 when anything is stale."""
-    from stacgit.plan import compute_status
+    from stacgit.runner import compute_status
 
     try:
         stale = compute_status(_project(repo))

@@ -42,7 +42,7 @@ from stacgit.errors import BuildError
 from stacgit.fileio import read_ahead
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
-from stacgit.plan import extension_uses, get_mapping
+from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
 from stacgit.writers import FEED_INDEX
 
@@ -497,19 +497,21 @@ def _collection_input(con, coll: CollectionSpec) -> str | None:
     return row[0] if row else None
 
 
-def export_reason(project: Project, coll: CollectionSpec) -> str | None:
+def export_stale(project: Project, coll: CollectionSpec) -> StaleUnit | None:
     """Why a collection's exports are stale (None: up to date)."""
     con = st.connect(project.state_dir)
     row = con.execute("SELECT digest, input_digest FROM export_config WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    unit = export_task(coll)
     if row is None:
-        return "new"
+        return StaleUnit(unit, Reason.NEW)
     cols = item_columns(project, coll) if coll.geoparquet else None
     if row[0] != export_config_digest(coll, cols):
-        return "config changed"
+        return StaleUnit(unit, Reason.CONFIG_CHANGED, "export settings or column types")
     if row[1] is None or row[1] != _collection_input(con, coll):
-        return "items changed"
-    if _damaged_parts(project, con, coll, _known_parts(con, coll)):
-        return "output missing or modified"
+        return StaleUnit(unit, Reason.SOURCE_CHANGED, "items changed since the last export")
+    damaged = _damaged_parts(project, con, coll, _known_parts(con, coll))
+    if damaged:
+        return StaleUnit(unit, Reason.OUTPUT_MODIFIED, "partition files missing or changed: " + ", ".join(sorted(damaged)))
     return None
 
 
@@ -966,4 +968,4 @@ class PieceReader:
             f.close()
 
 
-__all__ = ["export_collection", "catalog_exports", "export_reason", "item_columns", "json_schema", "pgstac_line"]
+__all__ = ["export_collection", "catalog_exports", "export_stale", "item_columns", "json_schema", "pgstac_line"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import Enum
+from typing import Callable
 
 from stacgit import state as st
 from stacgit.gitinfo import commit_times
@@ -123,6 +124,10 @@ def collection_task(coll: CollectionSpec) -> str:
     return f"collection:{coll.key}"
 
 
+def export_task(coll: CollectionSpec) -> str:
+    return f"export:{coll.key}"
+
+
 def catalog_task(cat: CatalogSpec) -> str:
     return f"catalog:{cat.id}"
 
@@ -200,8 +205,9 @@ def catalog_reason(project: Project, cat: CatalogSpec, validate: bool = True) ->
     return reason
 
 
-def compute_status(project: Project) -> list[StaleUnit]:
-    """Every stale unit with its reason, in build order; orphans last."""
+def stale_units(project: Project, export_stale: Callable[[CollectionSpec], StaleUnit | None] | None = None) -> list[StaleUnit]:
+    """Every stale unit with its reason, in build order; orphans last. ``export_stale`` tells
+    whether a collection's exports are (the exports module sits above this one)."""
     stale: list[StaleUnit] = []
     con = st.connect(project.state_dir)
     for cat in project.catalogs.values():
@@ -225,6 +231,13 @@ def compute_status(project: Project) -> list[StaleUnit]:
                 stale.append(StaleUnit(collection_task(coll), reason))
                 # a repaired output does not change what the catalog root lists
                 cat_stale = cat_stale or reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
+            if export_stale is not None:
+                # new items or new settings make the exports stale too; a repaired file does not
+                follows = reason is not None and reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
+                unit = StaleUnit(export_task(coll), reason) if follows else export_stale(coll)
+                if unit is not None:
+                    stale.append(unit)
+                    cat_stale = cat_stale or unit.reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
         reason = catalog_reason(project, cat)
         if reason is None and cat_stale:
             reason = Reason.SOURCE_CHANGED

@@ -109,7 +109,7 @@ def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[
 
 def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
     options = b.BuildOptions(**opts)
-    unit = f"export:{catalog_id}/{collection_id}"
+    unit = f"export:{catalog_id}/{collection_id}"  # plan.export_task
     try:
         project = _project(root, options.run_id)
         coll = project.catalog(catalog_id).collection(collection_id)
@@ -148,9 +148,22 @@ def _collection_fresh(project: Project, coll, shards: list[str]) -> bool:
 
 def _export_fresh(project: Project, coll) -> bool:
     try:
-        return exports.export_reason(project, coll) is None
+        return exports.export_stale(project, coll) is None
     except StacgitError:
         return False  # the task runs and reports the error
+
+
+def _export_stale(project: Project, coll) -> plan.StaleUnit | None:
+    try:
+        return exports.export_stale(project, coll)
+    except StacgitError as exc:
+        return plan.StaleUnit(plan.export_task(coll), plan.Reason.CONFIG_CHANGED, str(exc))
+
+
+def compute_status(project: Project) -> list[plan.StaleUnit]:
+    """Every stale unit (source shards, collections, their exports, catalogs) with its reason,
+    in build order; orphans last."""
+    return plan.stale_units(project, lambda coll: _export_stale(project, coll))
 
 
 def _catalog_fresh(project: Project, cat, validate: bool = True) -> bool:

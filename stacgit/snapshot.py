@@ -32,7 +32,7 @@ import orjson
 
 from stacgit.errors import ConfigError, SourceError
 from stacgit.fileio import sorted_unique
-from stacgit.hashing import canonical_json, digest_obj, pretty_json, sha256_bytes
+from stacgit.hashing import canonical_json, digest_obj, pretty_json
 from stacgit.mapping import format_datetime, parse_rfc3339
 from stacgit.project import CollectionSpec, Project, check_id
 from stacgit.sources.stacapi import ApiQuery, FetchError, Http, Window, WindowTooBig, fetch_window, probe_method, split_windows

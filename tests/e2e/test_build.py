@@ -190,9 +190,18 @@ def test_status_names_reasons(repo):
     reasons = {s["unit"]: s["reason"] for s in stacgit(repo, "status", "--json").json["stale"]}
     assert reasons == {"collection:shift/aviris-ng-l2a": "output modified"}
     assert build(repo).json["files_written"] == 1  # repaired
+    # a GeoParquet partition or pgstac file deleted by hand: the export is stale, and says which
+    (repo / "build/shift/aviris-ng-l2a/parquet/2022-03.parquet").unlink()
+    (repo / "build/shift/pgstac/aviris-ng-l2a/2022-05.ndjson").unlink()
+    res = stacgit(repo, "status", "--json")
+    assert res.exit_code == 1
+    assert res.json["stale"] == [{"unit": "export:shift/aviris-ng-l2a", "reason": "output modified", "detail": "partition files missing or changed: 2022-03, 2022-05"}]
+    assert build(repo).json["exports"]["partitions_written"] == 2
+    assert stacgit(repo, "status").exit_code == 0
     (repo / "mappings/aviris-ng.yaml").write_text((repo / "mappings/aviris-ng.yaml").read_text().replace("aviris-ng}", "AVIRIS-NG}"))
     reasons = {s["unit"]: s["reason"] for s in stacgit(repo, "status", "--json").json["stale"]}
     assert reasons["build:shift/aviris-ng-l2a/catalogs/shift/sources/flightlines.csv"] == "mapping changed"
+    assert reasons["export:shift/aviris-ng-l2a"] == reasons["collection:shift/aviris-ng-l2a"]  # its items follow
 
 
 def test_removed_collection_and_catalog_are_cleaned_up(repo):
