@@ -627,8 +627,8 @@ class _Changes(NamedTuple):
 def _find_changes(con, key: tuple[str, str], out_dir: Path, partition: str, queued: bool, every: bool = False) -> _Changes:
     """Fill ``temp.ex_new`` (items added or changed since the last export, of the queued ones or
     of all; ``every``: all items, changed or not, as when the configuration changed) with their
-    partition, and ``temp.ex_gone`` (items gone from the build). Rows stream: changed items go to the temporary table, not to
-    memory, and unchanged ones are left to SQLite."""
+    partition, and ``temp.ex_gone`` (items gone from the build). Rows stream: changed items go
+    to the temporary table, not to memory, and unchanged ones are left to SQLite."""
     con.executescript(_TEMP_TABLES)
     for table in ("ex_new", "ex_rows", "ex_gone"):
         con.execute(f"DELETE FROM temp.{table}")
