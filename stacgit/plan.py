@@ -106,6 +106,10 @@ class Reason(str, Enum):
     ORPHANED = "orphaned"
 
 
+REPAIRS = frozenset({Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED})
+"""Reasons that only ask for a file to be written again: what depends on it does not change."""
+
+
 @dataclass(frozen=True)
 class StaleUnit:
     unit: str  # task name, e.g. build:shift/aviris-ng/catalogs/shift/sources/x.csv
@@ -230,14 +234,14 @@ def stale_units(project: Project, export_stale: Callable[[CollectionSpec], Stale
             if reason is not None:
                 stale.append(StaleUnit(collection_task(coll), reason))
                 # a repaired output does not change what the catalog root lists
-                cat_stale = cat_stale or reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
+                cat_stale = cat_stale or reason not in REPAIRS
             if export_stale is not None:
                 # new items or new settings make the exports stale too; a repaired file does not
-                follows = reason is not None and reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
+                follows = reason is not None and reason not in REPAIRS
                 unit = StaleUnit(export_task(coll), reason) if follows else export_stale(coll)
                 if unit is not None:
                     stale.append(unit)
-                    cat_stale = cat_stale or unit.reason not in (Reason.OUTPUT_MISSING, Reason.OUTPUT_MODIFIED)
+                    cat_stale = cat_stale or unit.reason not in REPAIRS
         reason = catalog_reason(project, cat)
         if reason is None and cat_stale:
             reason = Reason.SOURCE_CHANGED

@@ -146,18 +146,15 @@ def _collection_fresh(project: Project, coll, shards: list[str]) -> bool:
     return plan.collection_reason(project, coll, shards) is None
 
 
-def _export_fresh(project: Project, coll) -> bool:
-    try:
-        return exports.export_stale(project, coll) is None
-    except StacgitError:
-        return False  # the task runs and reports the error
-
-
 def _export_stale(project: Project, coll) -> plan.StaleUnit | None:
     try:
         return exports.export_stale(project, coll)
-    except StacgitError as exc:
+    except StacgitError as exc:  # stale: the task runs and reports the error
         return plan.StaleUnit(plan.export_task(coll), plan.Reason.CONFIG_CHANGED, str(exc))
+
+
+def _export_fresh(project: Project, coll) -> bool:
+    return _export_stale(project, coll) is None
 
 
 def compute_status(project: Project) -> list[plan.StaleUnit]:

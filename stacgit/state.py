@@ -132,9 +132,9 @@ _QUEUES = (
        BEGIN INSERT OR IGNORE INTO export_queue VALUES (old.catalog, old.collection, old.item_id); END""",
 )
 """Work queues kept in step with the tables they follow (an ``INSERT OR REPLACE`` fires only
-the insert trigger): ``export_queue`` holds the items whose output was written or deleted since
-their collection's last export. And ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
-summary of the verdicts computed at one count holds as long as the count is the same."""
+the insert trigger), and ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
+summary of the verdicts computed at one count holds as long as the count is the same. The
+queues are described with the tables at the top of this module."""
 
 _QUEUE_OBJECTS = (
     "feed_pending", "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated",

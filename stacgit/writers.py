@@ -44,7 +44,7 @@ class AtomicWriter:
     def write(self, rel: str, data: bytes | list, fresh: bool = False) -> None:
         """Write ``data``: bytes, or a list of byte strings (a large file assembled from parts,
         written without joining them first)."""
-        put = _writer_of(data)
+        parts = data if isinstance(data, list) else (data,)
         final = os.path.join(self.out_dir, rel)
         parent = os.path.dirname(final)
         if parent not in self._dirs:
@@ -53,13 +53,13 @@ class AtomicWriter:
         if fresh:
             try:
                 with open(final, "xb") as f:
-                    put(f)
+                    f.writelines(parts)
                 return
             except FileExistsError:  # not ours (left by hand or another tool): replace it
                 pass
         tmp = os.path.join(self.tmp_dir, self._prefix + str(next(_counter)))
         with open(tmp, "wb") as f:
-            put(f)
+            f.writelines(parts)
         try:
             os.replace(tmp, final)
         except OSError as exc:
@@ -67,7 +67,7 @@ class AtomicWriter:
                 raise
             local_tmp = final + f".{self._prefix}tmp"
             with open(local_tmp, "wb") as f:
-                put(f)
+                f.writelines(parts)
             os.unlink(tmp)
             os.replace(local_tmp, final)
 
@@ -86,12 +86,6 @@ class AtomicWriter:
                 break
             self._dirs.discard(os.path.join(self.out_dir, parent))
             parent = posixpath.dirname(parent)
-
-
-def _writer_of(data: bytes | list) -> Callable[[Any], Any]:
-    if isinstance(data, list):
-        return lambda f: f.writelines(data)
-    return lambda f: f.write(data)
 
 
 def same_content(path: Path, parts: list) -> bool:
