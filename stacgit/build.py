@@ -15,7 +15,6 @@ are registered in ``pending`` first so that a killed build is undone precisely.
 
 from __future__ import annotations
 
-import bisect
 import glob
 import os
 import shutil
@@ -840,28 +839,69 @@ def fragment_digest(con, cat_id: str, coll_id: str) -> str | None:
     return row[0] if row else None
 
 
+def _entry_path(buf: bytes, at: int) -> str:
+    """The path of the entry that starts at ``at``."""
+    return orjson.loads(buf[at + len(_ENTRY_START) - 1 : buf.index(b'": {\n', at) + 1])
+
+
+def _entry_after(buf: bytes, at: int) -> int:
+    """Where the entry after the one at ``at`` starts (the end of ``buf`` after the last)."""
+    nxt = buf.find(_ENTRY_START, at + 1)
+    return len(buf) if nxt < 0 else nxt
+
+
+def _first_at_or_after(buf: bytes, path: str, lo: int, hi: int) -> int:
+    """Where the first entry of ``buf[lo:hi]`` whose path is not before ``path`` starts (``hi``
+    when there is none); ``lo`` and ``hi`` are entry boundaries. A binary search over byte
+    offsets: each probe decodes one path."""
+    while lo < hi:
+        at = buf.find(_ENTRY_START, (lo + hi) // 2, hi)
+        if at < 0:  # no entry starts in the upper half: try the one at lo
+            at = lo
+        if _entry_path(buf, at) < path:
+            lo = _entry_after(buf, at)
+            if lo > hi:
+                lo = hi
+        else:
+            hi = at
+    return lo
+
+
+def _after_prefix(prefix: str) -> str:
+    """The least string greater than every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def merge_fragment(old: bytes, changes: dict[str, tuple[str, int] | None], drop: str | None = None) -> bytes:
     """``old`` (entries as :func:`_fragment` writes them) with ``changes`` applied: path ->
     (sha256, size) added or replaced, path -> None removed; with ``drop``, every old entry whose
     path starts with it is removed first. Entries stay in path order (str order is UTF-8 byte
-    order, as SQLite sorts)."""
-    chunks = old.split(_ENTRY_START)
-    if chunks[0]:
+    order, as SQLite sorts). The old entries are not parsed: each change finds its place by a
+    binary search (a collection's fragment at 100K items is ~23 MB; parsing it cost 0.3 s)."""
+    if old and not old.startswith(_ENTRY_START):
         raise ValueError("not a manifest fragment")
-    del chunks[0]
-    # the paths, decoded in one call (each chunk starts with the rest of its path's JSON string)
-    paths = orjson.loads(b'["' + b'","'.join([c[: c.index(b'": {\n')] for c in chunks]) + b'"]')
-    kept = [i for i, p in enumerate(paths) if p not in changes and not (drop and p.startswith(drop))]
+    end = len(old)
+    cuts: list[tuple[int, int, bytes]] = []  # (from, to, entry): old[from:to] replaced by entry
+    if drop:
+        start = _first_at_or_after(old, drop, 0, end)
+        cuts.append((start, _first_at_or_after(old, _after_prefix(drop), start, end), b""))
     dumps = orjson.dumps
-    fresh = sorted((p, _ENTRY % (dumps(p), v[0].encode(), v[1])) for p, v in changes.items() if v is not None)
-    kept_paths = [paths[i] for i in kept]
-    out, at = [], 0
-    for path, entry in fresh:  # few: each goes in at its place among the kept entries
-        to = bisect.bisect_left(kept_paths, path, at)
-        out.extend(_ENTRY_START + chunks[kept[j]] for j in range(at, to))
+    at = 0
+    for path in sorted(changes):
+        at = _first_at_or_after(old, path, at, end)
+        to = _entry_after(old, at) if at < end and _entry_path(old, at) == path else at
+        value = changes[path]
+        cuts.append((at, to, _ENTRY % (dumps(path), value[0].encode(), value[1]) if value is not None else b""))
+    cuts.sort(key=lambda c: c[0])  # stable: at one place, the dropped range first, then paths in order
+    view = memoryview(old)
+    out: list = []
+    kept = 0  # old[:kept] is dealt with
+    for start, to, entry in cuts:
+        if start > kept:
+            out.append(view[kept:start])
         out.append(entry)
-        at = to
-    out.extend(_ENTRY_START + chunks[kept[j]] for j in range(at, len(kept)))
+        kept = max(kept, to)
+    out.append(view[kept:])
     return b"".join(out)
 
 

@@ -126,3 +126,38 @@ def test_same_content_compares_parts_with_the_file(tmp_path):
     assert not same_content(path, [b"{", bytes(changed), b"tail"])
     assert not same_content(path, [b"{", big, b"tail!"])  # longer
     assert not same_content(tmp_path / "missing.json", [b""])
+
+
+def test_merge_fragment_equals_the_fragment_written_again():
+    """A fragment merged with changes (binary searches in the old bytes) equals the fragment
+    written from the resulting entries: paths with quotes, newlines, non-ASCII and astral
+    characters, changes before, between and after the old entries, a dropped prefix."""
+    import random
+
+    from stacgit.build import _ENTRY, merge_fragment
+
+    def fragment(entries: dict) -> bytes:
+        return b"".join(_ENTRY % (orjson.dumps(p), v[0].encode(), v[1]) for p, v in sorted(entries.items()))
+
+    rng = random.Random(7)
+    alphabet = ["a", "b", "/", "é", "z", "0", "\U0001f600", "\n", '"', " ", "~"]
+
+    def path() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+
+    for _ in range(2000):
+        entries = {path(): ("s" * rng.randint(1, 3), rng.randrange(100)) for _ in range(rng.randint(0, 40))}
+        changes = {}
+        for _ in range(rng.randint(0, 10)):
+            p = rng.choice(sorted(entries)) if entries and rng.random() < 0.5 else path()
+            changes[p] = None if rng.random() < 0.3 else ("x", rng.randrange(100))
+        drop = rng.choice([None, "a", "b/", "é", "z0", "\U0001f600"])
+        want = {p: v for p, v in entries.items() if not (drop and p.startswith(drop))}
+        for p, v in changes.items():
+            if v is None:
+                want.pop(p, None)
+            else:
+                want[p] = v
+        assert merge_fragment(fragment(entries), changes, drop) == fragment(want), (entries, changes, drop)
+    with pytest.raises(ValueError):
+        merge_fragment(b"garbage", {})
