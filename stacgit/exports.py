@@ -28,6 +28,7 @@ import bisect
 import hashlib
 import heapq
 import itertools
+import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import orjson
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
-from stacgit.fileio import read_ahead
+from stacgit.fileio import prefetch
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
@@ -259,11 +260,12 @@ def _arrow_names(t: pa.DataType) -> pa.DataType:
 
 class _OldPartition:
     """The partition as the last export wrote it: unchanged items take their parquet row and
-    pgstac line from here instead of being read and converted again. Rows are asked for in
-    increasing order (members and old rows share the (datetime, id) order), so only the row
-    groups at hand are in memory."""
+    pgstac line from here instead of being read and converted again. Rows and lines are asked
+    for in increasing order (members and old rows share the (datetime, id) order), so only the
+    row groups at hand are in memory; lines are views of the old piece, mapped in memory, so
+    runs of them are hashed and written without being copied or split."""
 
-    def __init__(self, parquet: Path | None, piece: Path):
+    def __init__(self, parquet: Path | None, piece: Path, ids: list[str]):
         import pyarrow.parquet as pq
 
         self.file = pq.ParquetFile(parquet) if parquet is not None else None
@@ -272,25 +274,36 @@ class _OldPartition:
             md = self.file.metadata
             self.starts = list(itertools.accumulate((md.row_group(i).num_rows for i in range(md.num_row_groups)), initial=0))
         self.groups: dict[int, pa.Table] = {}
-        self.piece = open(piece, "rb", buffering=1 << 20)
-        self.at = 0  # lines read so far
+        self.ids = ids  # the item of every old row, in order
+        with open(piece, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else None
+        self.view = memoryview(self.map if self.map is not None else b"")
+        self.row = 0  # lines passed so far
+        self.off = 0  # where line ``row`` starts
 
     @property
     def rows(self) -> int:
         return self.starts[-1] if self.starts else 0
 
-    def line(self, m: _Member) -> bytes:
-        """The old piece's line ``m.old_row`` (asked for in increasing order); ``_Stale`` when
-        it is not a line of that item (the id is looked for in every ``CHECK_EVERY``-th line:
-        a line added or removed by hand shifts all that follow)."""
-        while self.at < m.old_row:  # type: ignore[operator]
-            self.piece.readline()
-            self.at += 1
-        line = self.piece.readline()
-        self.at += 1
-        if not line.endswith(b"\n") or (m.old_row % CHECK_EVERY == 0 and b'"id":' + orjson.dumps(m.item_id) not in line):
-            raise _Stale(m.item_id)
-        return line
+    def lines(self, first: int, count: int) -> memoryview:
+        """The old piece's lines ``first`` .. ``first + count - 1`` (asked for in increasing
+        order); ``_Stale`` when the piece does not have them as the state describes them (the
+        id is looked for in every ``CHECK_EVERY``-th line: a line added or removed by hand
+        shifts all that follow)."""
+        self._skip(first - self.row)
+        start = self.off
+        self._skip(count)
+        return self.view[start : self.off]
+
+    def _skip(self, count: int) -> None:
+        data, off = self.map, self.off
+        for row in range(self.row, self.row + count):
+            end = data.find(b"\n", off) + 1 if data is not None else 0
+            if not end or (row % CHECK_EVERY == 0 and data.find(b'"id":' + orjson.dumps(self.ids[row]), off, end) < 0):  # type: ignore[union-attr]
+                raise _Stale(self.ids[row] if row < len(self.ids) else "?")
+            off = end
+        self.row += count
+        self.off = off
 
     def schema(self) -> pa.Schema:
         """The schema a conversion gives: the file's, with Arrow's list item names (a
@@ -317,7 +330,12 @@ class _OldPartition:
         return out
 
     def close(self) -> None:
-        self.piece.close()
+        self.view.release()
+        if self.map is not None:
+            try:
+                self.map.close()
+            except BufferError:  # a view of a line is still held (an error stopped a batch): the collector closes it
+                pass
 
 
 class _Stale(Exception):
@@ -343,7 +361,7 @@ def _item_start(path: Path) -> str:
 
 def write_partition(
     out_dir: Path,
-    members: Iterable[_Member],
+    segments: Iterable[_Member | range],
     schema: pa.Schema | None,
     prepared: Prepared | None,
     collection_doc: dict,
@@ -354,10 +372,11 @@ def write_partition(
     hash_piece: bool = False,
 ) -> tuple[str | None, int]:
     """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files,
-    ``BATCH`` items at a time; ``on_batch`` gets (member, offset, length) of the line of each
-    ``pending`` item in the piece. Members with an ``old_row`` come from ``old`` (the bytes
-    are the same as converting their unchanged files again); the others are read and
-    converted. Returns the piece's sha256 (when ``hash_piece``: it is published) and size."""
+    ``BATCH`` rows at a time; ``on_batch`` gets (member, offset, length) of the line of each
+    ``pending`` member in the piece. ``segments`` are the partition's rows in order: runs of
+    rows of ``old`` (ranges), members with an ``old_row`` (from ``old`` too: the bytes are the
+    same as converting their unchanged files again), and members read and converted. Returns
+    the piece's sha256 (when ``hash_piece``: it is published) and size."""
     import pyarrow as pa
     from stac_geoparquet.arrow import to_parquet
 
@@ -366,34 +385,38 @@ def write_partition(
     base = str(out_dir)
     target: pa.Schema | None = None  # the converted batches' schema, once known
 
-    def reused(m: _Member) -> bool:
-        return old is not None and m.old_row is not None
+    def fresh_path(s: _Member | range) -> str | None:
+        return None if isinstance(s, range) or (old is not None and s.old_row is not None) else os.path.join(base, s.path)
 
     def batches() -> Iterator[pa.RecordBatch]:
         nonlocal pos, target
-        for chunk in read_ahead(members, lambda m: None if reused(m) else os.path.join(base, m.path), BATCH):
+        for chunk in prefetch(_in_batches(segments, BATCH), fresh_path):
             rows, lines, placed = [], [], []
             runs: list[list] = []  # [from the old file?, first row, count], in the batch's order
-            for m, data in chunk:
-                if reused(m):
-                    line = old.line(m)  # type: ignore[union-attr]
-                    _extend(runs, True, m.old_row)  # type: ignore[arg-type]
+            for s, data in chunk:
+                if isinstance(s, range):
+                    line = old.lines(s.start, len(s))  # type: ignore[union-attr]
+                    _extend(runs, True, s.start, len(s))
+                elif data is None:
+                    line = old.lines(s.old_row, 1)  # type: ignore[union-attr,arg-type]
+                    _extend(runs, True, s.old_row, 1)  # type: ignore[arg-type]
                 else:
                     if isinstance(data, OSError):
-                        raise BuildError(f"{out_dir / m.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
+                        raise BuildError(f"{out_dir / s.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
                     item = orjson.loads(data)
                     line = pgstac_line(item)
                     if parquet_tmp is not None:
-                        _extend(runs, False, len(rows))
+                        _extend(runs, False, len(rows), 1)
                         rows.append(prepared.row(item))  # type: ignore[union-attr]
+                if not isinstance(s, range) and s.pending:
+                    placed.append((s, pos, len(line)))
                 lines.append(line)
-                if m.pending:
-                    placed.append((m, pos, len(line)))
                 pos += len(line)
-            block = b"".join(lines)
-            piece.write(block)
+            piece.writelines(lines)
             if piece_sha is not None:
-                piece_sha.update(block)
+                for line in lines:
+                    piece_sha.update(line)
+            del lines, line  # views of the old piece, which closes after the last batch
             on_batch(placed)
             if parquet_tmp is None:
                 continue
@@ -425,14 +448,36 @@ def write_partition(
     return (piece_sha.hexdigest() if piece_sha is not None else None), pos
 
 
-def _extend(runs: list[list], from_old: bool, row: int) -> None:
-    """Row ``row`` of the old file or of the converted rows goes next: it extends the last run
-    when it follows on from it."""
+def _in_batches(segments: Iterable[_Member | range], size: int) -> Iterator[list[_Member | range]]:
+    """``segments`` regrouped in lists of ``size`` rows (the last may have fewer): a member is a
+    row, a range of old rows is split where a batch ends. The batches are the parquet row
+    groups, so they do not depend on which rows came from the old file."""
+    batch: list[_Member | range] = []
+    n = 0
+    for s in segments:
+        while isinstance(s, range) and n + len(s) > size:
+            cut = size - n
+            batch.append(s[:cut])
+            yield batch
+            batch, n = [], 0
+            s = s[cut:]
+        batch.append(s)
+        n += len(s) if isinstance(s, range) else 1
+        if n == size:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+def _extend(runs: list[list], from_old: bool, row: int, count: int) -> None:
+    """Rows ``row`` .. ``row + count - 1`` of the old file or of the converted rows go next:
+    they extend the last run when they follow on from it."""
     last = runs[-1] if runs else None
     if last is not None and last[0] is from_old and last[1] + last[2] == row:
-        last[2] += 1
+        last[2] += count
     else:
-        runs.append([from_old, row, 1])
+        runs.append([from_old, row, count])
 
 
 def _convert(rows: list[dict], schema: pa.Schema, prepared: Prepared) -> pa.RecordBatch:
@@ -591,20 +636,51 @@ _QUEUED = {"source": "export_queue q CROSS JOIN", "on": "ON {t}.catalog=q.catalo
 _FRESH = "SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=? ORDER BY sort, item_id"
 _OLD = """SELECT e.sort, e.item_id, e.path, e.sha256 FROM exported e INDEXED BY exported_in_order
  WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
+_OLD_KEYS = """SELECT e.sort, e.item_id FROM exported e INDEXED BY exported_in_order
+ WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
 
 
 def _members(con, key: tuple[str, str], part: str, replaced: set[str], pending: set[str]) -> Iterator[_Member]:
-    """A partition's items, sorted by datetime then id: the changed ones, and those unchanged
-    since the last export (neither ``replaced``: changed or gone from the build), with their row
-    in the old parquet file and line in the old pgstac piece (rows and lines were written in
-    this order). ``pending``: items the next change feed reads."""
+    """A partition's items, sorted by datetime then id, each to be read and converted: the
+    changed ones, and those unchanged since the last export (not ``replaced``: changed or gone
+    from the build). ``pending``: items the next change feed reads."""
     fresh = (_Member(*r) for r in con.execute(_FRESH, (part,)))
-    old = (
-        _Member(sort, item_id, path, sha, rn, item_id in pending)
-        for rn, (sort, item_id, path, sha) in enumerate(con.execute(_OLD, (*key, part)))
-        if item_id not in replaced
-    )
+    old = (_Member(sort, item_id, path, sha, None, item_id in pending) for sort, item_id, path, sha in con.execute(_OLD, (*key, part)) if item_id not in replaced)
     return heapq.merge(fresh, old, key=lambda m: (m.sort, m.item_id))  # str order is UTF-8 byte order, as SQLite sorts
+
+
+def _old_keys(con, key: tuple[str, str], part: str) -> list[tuple[str, str]]:
+    """(sort, item id) of the partition's rows as the last export wrote them, in order."""
+    return con.execute(_OLD_KEYS, (*key, part)).fetchall()
+
+
+def _segments(con, key: tuple[str, str], part: str, old_keys: list[tuple[str, str]], replaced: set[str], pending: set[str]) -> Iterator[_Member | range]:
+    """A partition's rows in order, for an export that reuses the old files: runs of old rows
+    unchanged since the last export (ranges of row numbers), the changed items (members to be
+    read and converted), and unchanged items the next change feed reads (members with their
+    ``old_row``: their new offset is recorded). Only the few changed, gone and pending items
+    are looked at one by one, not the partition's ~30K unchanged rows."""
+    fresh = [_Member(*r) for r in con.execute(_FRESH, (part,))]
+    places = [bisect.bisect_left(old_keys, (m.sort, m.item_id)) for m in fresh]  # the old row each goes before
+    special = replaced | pending
+    marked = [i for i, k in enumerate(old_keys) if k[1] in special]
+    at = f = 0  # old rows before ``at`` are placed, and fresh members before ``f``
+    for i in [*marked, len(old_keys)]:
+        while f < len(fresh) and places[f] <= i:
+            if places[f] > at:
+                yield range(at, places[f])
+                at = places[f]
+            yield fresh[f]
+            f += 1
+        if i > at:
+            yield range(at, i)
+        if i == len(old_keys):
+            return
+        sort, item_id = old_keys[i]
+        if item_id not in replaced:  # unchanged, and pending
+            path, sha = con.execute("SELECT path, sha256 FROM exported WHERE catalog=? AND collection=? AND item_id=?", (*key, item_id)).fetchone()
+            yield _Member(sort, item_id, path, sha, i, True)
+        at = i + 1
 
 
 def _insert(con, sql: str, rows: list[tuple]) -> None:
@@ -720,10 +796,19 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     queued = {r[0] for r in con.execute("SELECT item_id FROM feed_pending WHERE catalog=? AND collection=?", key)}
     members = functools.partial(_members, con, key, replaced=replaced, pending=queued)
     for part in sorted(dirty):
-        group = members(part)
-        first = next(group, None)
         pq_rel = f"{coll.id}/parquet/{part}.parquet"
+        old = None
+        if not config_changed and part in known_parts and part not in damaged:
+            old_keys = _old_keys(con, key, part)
+            old = _OldPartition(out_dir / pq_rel if gp else None, pdir / f"{part}.ndjson", [k[1] for k in old_keys])
+            if gp and old.rows != len(old_keys):  # not the files the state describes: convert everything
+                old.close()
+                old = None
+        group = _segments(con, key, part, old_keys, replaced, queued) if old is not None else members(part)
+        first = next(group, None)
         if first is None:
+            if old is not None:
+                old.close()
             (out_dir / pq_rel).unlink(missing_ok=True)
             (pdir / f"{part}.ndjson").unlink(missing_ok=True)
             deleted_parts.append(part)
@@ -731,13 +816,6 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             continue
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
-        old = None
-        if not config_changed and part in known_parts and part not in damaged:
-            old = _OldPartition(out_dir / pq_rel if gp else None, pdir / f"{part}.ndjson")
-            count = con.execute("SELECT COUNT(*) FROM exported WHERE catalog=? AND collection=? AND part=?", (*key, part)).fetchone()[0]
-            if gp and old.rows != count:  # not the files the state describes: convert everything
-                old.close()
-                old = None
         write = functools.partial(write_partition, out_dir, schema=schema, prepared=prepared, collection_doc=coll_doc, parquet_tmp=pq_tmp, piece_tmp=piece_tmp, on_batch=functools.partial(placed, part), hash_piece=coll.pgstac)
         try:
             try:

@@ -41,16 +41,22 @@ def read_ahead(items: Iterable[T], path: Callable[[T], str | None], batch: int, 
     order; None for an item whose path is None (nothing to read). The files of the next
     batch are being read while the caller works on this one."""
     it = iter(items)
+    return prefetch(iter(lambda: list(itertools.islice(it, batch)), []), path, threads)
+
+
+def prefetch(batches: Iterable[list[T]], path: Callable[[T], str | None], threads: int = READERS) -> Iterator[list[tuple[T, bytes | OSError | None]]]:
+    """Each batch as (item, bytes of ``path(item)`` or the OSError reading it; None when the
+    path is None), in order; the next batch's files are being read while the caller works on
+    this one."""
     with ThreadPoolExecutor(threads, thread_name_prefix="stacgit-read") as pool:
         ahead: tuple[list[T], list[Future | None]] | None = None
-        while True:
-            chunk = list(itertools.islice(it, batch))
+        for chunk in batches:
             reads = [None if (p := path(x)) is None else pool.submit(read_file, p) for x in chunk]
             if ahead is not None:
                 yield [(x, None if r is None else r.result()) for x, r in zip(*ahead)]
-            if not chunk:
-                return
             ahead = (chunk, reads)
+        if ahead is not None:
+            yield [(x, None if r is None else r.result()) for x, r in zip(*ahead)]
 
 
 def sorted_unique(path: str | os.PathLike, scratch: str | os.PathLike, run_bytes: int | None = None) -> Iterator[tuple[bytes, bytes]]:

@@ -221,6 +221,43 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     assert len(converted) == 9 and (part.read_bytes(), piece.read_bytes()) == result
 
 
+def test_an_item_waiting_for_the_change_feed_keeps_its_line_when_the_partition_is_rewritten(repo, monkeypatch):
+    """An item exported but not yet in a change feed (the catalog task did not run) has its
+    line's offset recorded again when a later change rewrites its partition and moves the line."""
+    from stacgit import build as b
+    from stacgit.errors import BuildError
+
+    build(repo)
+    lines = (repo / CSV).read_text().splitlines(keepends=True)
+    may = [i for i, l in enumerate(lines) if l.startswith("ang202205")]
+    waiting, before = lines[may[5]].split(",")[0], lines[may[1]].split(",")[0]
+    lines[may[5]] = lines[may[5]].replace(",good", ",fair") if ",good" in lines[may[5]] else lines[may[5]].replace(",fair", ",good")
+    (repo / CSV).write_text("".join(lines))
+
+    def stop(*args, **kwargs):
+        raise BuildError("stopped before the catalog task")
+
+    with monkeypatch.context() as m:
+        m.setattr(b, "build_catalog", stop)
+        assert stacgit(repo, "build", "--json", "-j", "1").exit_code != 0
+    import sqlite3
+
+    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
+        assert con.execute("SELECT item_id FROM feed_pending").fetchall() == [(waiting,)]
+    # a change to an earlier line of the same partition, which makes that line longer
+    fields = lines[may[1]].split(",")
+    fields[8] += ";kelp"  # tags
+    lines[may[1]] = ",".join(fields)
+    (repo / CSV).write_text("".join(lines))
+    res = build(repo)
+    assert res.json["changes"] == {"added": 0, "updated": 2, "deleted": 0}
+    piece = (repo / "build/shift/pgstac/aviris-ng-l2a/2022-05.ndjson").read_bytes().splitlines(keepends=True)
+    changes = [orjson.loads(l) for l in (repo / "build/shift/pgstac/changes.ndjson").read_bytes().splitlines()]
+    assert sorted(c["item"]["id"] for c in changes) == sorted([waiting, before])
+    for c in changes:  # each is the item's line as the piece holds it now
+        assert orjson.dumps(c["item"], option=orjson.OPT_SORT_KEYS) + b"\n" in piece
+
+
 def test_exports_read_the_queue_and_notice_what_it_missed(repo):
     """Writing or deleting an item's output queues it (a trigger on ``outputs``); the export
     compares only the queued items and empties the queue when it commits. When the counts show
