@@ -559,6 +559,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         con.execute("DELETE FROM patch_failures WHERE catalog=? AND collection=?", coll_key)
         con.executemany("INSERT INTO patch_failures VALUES (?,?,?,?,?,?)", failures)
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
+        con.execute("DELETE FROM item_queue WHERE catalog=? AND collection=?", coll_key)
         con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp), None))
         save_report(con, options.run_id, f"collection:{coll.key}", report)
     changes: dict[str, tuple[str, int] | None] = {p: None for p in deletes}
@@ -571,21 +572,28 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     return report
 
 
-def _plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, cache_files: dict, existing_docs: dict) -> _Plan:
-    """Same layout tree as last time: changed items come from a join of records and outputs."""
+_CHANGED_ITEMS = """SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM {source} records r {on}
+  LEFT JOIN outputs o ON o.catalog=r.catalog AND o.collection=r.collection AND o.item_id=r.item_id AND o.kind='item'
+ WHERE r.catalog=? AND r.collection=? AND (o.body_digest IS NULL OR o.body_digest != r.body_digest)"""
+_GONE_ITEMS = """SELECT o.path FROM {source} outputs o {on} WHERE o.catalog=? AND o.collection=? AND o.kind='item'
+   AND NOT EXISTS (SELECT 1 FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection AND r.item_id=o.item_id)"""
+
+
+def _plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, cache_files: dict, existing_docs: dict, queued: bool = True) -> _Plan:
+    """Same layout tree as last time: the items to write and delete are the queued ones
+    (``state.item_queue``) whose record and output differ; all of them when the counts show
+    that the queue missed one (an item file for every record, one per item)."""
     coll_key = (coll.catalog_id, coll.id)
     coll_path = f"{coll.id}/collection.json"
     batches: dict[str, list[tuple]] = defaultdict(list)
     deletes: list[str] = []
     dirty: set[tuple[str, ...]] = {()}
-    for item_id, shard, body_digest, off, ln, old_path in con.execute(
-        "SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM records r "
-        "LEFT JOIN outputs o ON o.catalog=r.catalog AND o.collection=r.collection AND o.item_id=r.item_id AND o.kind='item' "
-        "WHERE r.catalog=? AND r.collection=? AND (o.body_digest IS NULL OR o.body_digest != r.body_digest)",
-        coll_key,
-    ).fetchall():
+    which = st.only_queued("item_queue", "r") if queued else st.EVERY_ITEM
+    added = 0
+    for item_id, shard, body_digest, off, ln, old_path in con.execute(_CHANGED_ITEMS.format_map(which), coll_key).fetchall():
         segs = placement[item_id]
         path = _item_path(coll, segs, item_id)
+        added += old_path is None
         if old_path != path:
             dirty.add(segs)
             if old_path is not None:
@@ -593,14 +601,15 @@ def _plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, c
                 deletes.append(old_path)
         batches[cache_files[shard]].append((item_id, off, ln, path, _node_path(coll, segs), coll_path, body_digest, old_path != path))
     removed = 0
-    for (old_path,) in con.execute(
-        "SELECT o.path FROM outputs o WHERE o.catalog=? AND o.collection=? AND o.kind='item' AND NOT EXISTS "
-        "(SELECT 1 FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection AND r.item_id=o.item_id)",
-        coll_key,
-    ).fetchall():
+    which = st.only_queued("item_queue", "o") if queued else st.EVERY_ITEM
+    for (old_path,) in con.execute(_GONE_ITEMS.format_map(which), coll_key).fetchall():
         deletes.append(old_path)
         removed += 1
         dirty.add(_leaf_of(coll, old_path))
+    if queued:
+        built = con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND item_id IS NOT NULL", coll_key).fetchone()[0]
+        if built + added - removed != len(placement):
+            return _plan_incremental(coll, con, placement, nodes, cache_files, existing_docs, queued=False)
     doc_nodes = [n for n in nodes if n.segments in dirty or _node_path(coll, n.segments) not in existing_docs]
     return _Plan(batches, [], deletes, removed, doc_nodes, set())
 

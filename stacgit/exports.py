@@ -629,10 +629,6 @@ _CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
  WHERE o.catalog=? AND o.collection=? AND o.kind='item'"""
 _GONE = """SELECT e.item_id, e.part FROM {source} exported e {on} WHERE e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
     WHERE o.catalog=e.catalog AND o.collection=e.collection AND o.item_id=e.item_id AND o.kind='item')"""
-_SCAN = {"source": "", "on": ""}
-"""Every item of the collection."""
-_QUEUED = {"source": "export_queue q CROSS JOIN", "on": "ON {t}.catalog=q.catalog AND {t}.collection=q.collection AND {t}.item_id=q.item_id"}
-"""The items queued since the last export (``state.export_queue``), and no others."""
 _FRESH = "SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=? ORDER BY sort, item_id"
 _OLD = """SELECT e.sort, e.item_id, e.path, e.sha256 FROM exported e INDEXED BY exported_in_order
  WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
@@ -708,8 +704,7 @@ def _find_changes(con, key: tuple[str, str], out_dir: Path, partition: str, queu
     con.executescript(_TEMP_TABLES)
     for table in ("ex_new", "ex_rows", "ex_gone"):
         con.execute(f"DELETE FROM temp.{table}")
-    how = _QUEUED if queued else _SCAN
-    query = _CURRENT.format(source=how["source"], on=how["on"].format(t="o"))
+    query = _CURRENT.format_map(st.only_queued("export_queue", "o") if queued else st.EVERY_ITEM)
     if not every:
         query += " AND (e.sha256 IS NOT o.sha256 OR e.path IS NOT o.path)"
     dirty: set[str] = set()
@@ -730,7 +725,7 @@ def _find_changes(con, key: tuple[str, str], out_dir: Path, partition: str, queu
             _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     _insert(con, "INSERT INTO temp.ex_new VALUES (?,?,?,?,?)", pending)
     con.execute("BEGIN")
-    con.execute("INSERT INTO temp.ex_gone " + _GONE.format(source=how["source"], on=how["on"].format(t="e")), key)
+    con.execute("INSERT INTO temp.ex_gone " + _GONE.format_map(st.only_queued("export_queue", "e") if queued else st.EVERY_ITEM), key)
     con.execute("COMMIT")
     gone = dict(con.execute("SELECT part, COUNT(*) FROM temp.ex_gone GROUP BY part").fetchall())
     return _Changes(dirty, parts, changed, added, gone)

@@ -7,6 +7,9 @@ Tables
               of its body in the shard's cache file (append-only; compacted when half dead).
               No line numbers: they shift when a line is removed, and an error that needs one
               finds it again by record digest
+  item_queue  items whose record was added or removed (a changed record is both) since their
+              collection task last ran, filled by triggers on ``records``: the task compares
+              these with ``outputs``, not every item (and every item when the counts do not add up)
   failures    records that failed to map, per shard
   outputs     every file written under build/<catalog>/: sha256, size, and for items the
               body digest it was rendered from
@@ -130,6 +133,12 @@ _QUEUES = (
        BEGIN INSERT OR IGNORE INTO export_queue VALUES (new.catalog, new.collection, new.item_id); END""",
     """CREATE TRIGGER IF NOT EXISTS item_deleted AFTER DELETE ON outputs WHEN old.kind = 'item' AND old.item_id IS NOT NULL
        BEGIN INSERT OR IGNORE INTO export_queue VALUES (old.catalog, old.collection, old.item_id); END""",
+    """CREATE TABLE IF NOT EXISTS item_queue (
+       catalog TEXT, collection TEXT, item_id TEXT, PRIMARY KEY (catalog, collection, item_id)) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS record_added AFTER INSERT ON records
+       BEGIN INSERT OR IGNORE INTO item_queue VALUES (new.catalog, new.collection, new.item_id); END""",
+    """CREATE TRIGGER IF NOT EXISTS record_removed AFTER DELETE ON records
+       BEGIN INSERT OR IGNORE INTO item_queue VALUES (old.catalog, old.collection, old.item_id); END""",
 )
 """Work queues kept in step with the tables they follow (an ``INSERT OR REPLACE`` fires only
 the insert trigger), and ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
@@ -138,7 +147,7 @@ queues are described with the tables at the top of this module."""
 
 _QUEUE_OBJECTS = (
     "feed_pending", "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated",
-    "export_queue", "item_written", "item_deleted",
+    "export_queue", "item_written", "item_deleted", "item_queue", "record_added", "record_removed",
 )
 """What ``_QUEUES`` makes: a store missing any of them gets them (and the ``_SEED`` of each
 queue table it did not have)."""
@@ -149,15 +158,29 @@ _SEED = (
     ("unvalidated", f"INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN {STAC_KINDS}"),
     ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM outputs WHERE kind = 'item' AND item_id IS NOT NULL"),
     ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM exported"),
+    ("item_queue", "INSERT OR IGNORE INTO item_queue SELECT catalog, collection, item_id FROM records"),
+    ("item_queue", "INSERT OR IGNORE INTO item_queue SELECT catalog, collection, item_id FROM outputs WHERE kind = 'item' AND item_id IS NOT NULL"),
 )
 """A store made before a queue starts with everything queued."""
 
 COLLECTION_TABLES = (
     "shards", "records", "failures", "outputs", "pending", "aggregates",
     "patch_evals", "patch_matches", "patch_seen", "patch_stats", "patch_failures", "verdicts",
-    "exported", "export_parts", "export_config", "export_queue",
+    "exported", "export_parts", "export_config", "export_queue", "item_queue",
 )
 """Tables with (catalog, collection) columns: what forgetting a collection or catalog clears."""
+
+
+
+def only_queued(queue: str, alias: str) -> dict[str, str]:
+    """``source`` and ``on``: the pieces of a FROM clause that limit a query of table ``alias``
+    to the items in ``queue`` (a (catalog, collection, item_id) table), read first:
+    ``FROM {source} table alias {on}``."""
+    return {"source": f"{queue} q CROSS JOIN", "on": f"ON {alias}.catalog=q.catalog AND {alias}.collection=q.collection AND {alias}.item_id=q.item_id"}
+
+
+EVERY_ITEM = {"source": "", "on": ""}
+"""The same pieces for every item of the collection."""
 
 _CONNECTIONS: dict[tuple[int, str], sqlite3.Connection] = {}
 

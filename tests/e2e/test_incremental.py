@@ -165,3 +165,49 @@ def test_a_state_store_from_before_the_work_queues_queues_everything(tmp_path):
         assert con.execute("SELECT COUNT(*) FROM feed_pending WHERE catalog='shift'").fetchone()[0] == 0
     again = json.loads(stacgit_proc(repo, "build", "--json", "-j", "1").stdout)
     assert again["changes"] == {"added": 0, "updated": 0, "deleted": 0} and again["validation"]["validated"] == 0
+
+
+def test_collection_tasks_read_the_item_queue_and_notice_what_it_missed(tmp_path):
+    """Adding or removing a record queues its item (triggers on ``records``); the collection
+    task compares only queued items with their outputs and empties the queue. When the counts
+    show that the queue missed an item, every item is compared; an old store gets the queue
+    with every item in it."""
+    from conftest import copy_examples
+
+    repo = copy_examples(tmp_path / "repo")
+    build(repo)
+    db = repo / ".stacgit/state.sqlite3"
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM item_queue").fetchone()[0] == 0
+    csv = repo / "catalogs/shift/sources/flightlines.csv"
+    lines = csv.read_text().splitlines(keepends=True)
+    changed, removed = lines[3].split(",")[0], lines[4].split(",")[0]
+    lines[3] = lines[3].replace(",good", ",fair") if ",good" in lines[3] else lines[3].replace(",fair", ",good")
+    del lines[4]
+    csv.write_text("".join(lines))
+    res = build(repo)
+    assert (res["items"]["written"], res["items"]["deleted"]) == (1, 1)
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM item_queue").fetchone()[0] == 0
+        assert con.execute("SELECT COUNT(*) FROM outputs WHERE item_id=?", (removed,)).fetchone()[0] == 0
+        # an item's output row lost without a queue entry (the build thinks its file was never written)
+        path = con.execute("SELECT path FROM outputs WHERE catalog='shift' AND item_id=?", (changed,)).fetchone()[0]
+        con.execute("DELETE FROM outputs WHERE catalog='shift' AND item_id=?", (changed,))
+    before = (repo / "build/shift" / path).read_bytes()
+    (repo / "build/shift" / path).unlink()
+    csv.write_text(csv.read_text().replace(",good,", ",fair,", 1))  # another change, so the collection task runs
+    res = build(repo)
+    assert res["items"]["written"] == 2  # the edited one, and the lost one found through the counts
+    assert (repo / "build/shift" / path).read_bytes() == before
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM outputs WHERE catalog='shift' AND item_id=?", (changed,)).fetchone()[0] == 1
+        for sql in ("DROP TRIGGER record_added", "DROP TRIGGER record_removed", "DROP TABLE item_queue"):
+            con.execute(sql)
+    csv.write_text(csv.read_text().replace(",good,", ",fair,", 1))
+    proc = stacgit_proc(repo, "build", "--json", "-j", "1")  # a new process seeds the queue of the old store
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["items"]["written"] == 1  # every item compared, the edited one written
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM item_queue WHERE catalog='shift'").fetchone()[0] == 0
+        # 3dep's collection tasks did not run: its items stay queued until they do
+        assert con.execute("SELECT COUNT(*) FROM item_queue WHERE catalog='3dep'").fetchone()[0] > 0
