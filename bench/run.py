@@ -133,7 +133,10 @@ items = []
 for d, _, fs in sorted(os.walk(src)):
     for f in sorted(fs):
         if f.endswith('.json') and f not in ('catalog.json', 'collection.json', 'manifest.json'):
-            items.append(json.load(open(os.path.join(d, f))))
+            doc = json.load(open(os.path.join(d, f)))
+            if doc.get('type') != 'Feature':  # the change feed's index.json
+                continue
+            items.append(doc)
             if len(items) >= limit: break
     if len(items) >= limit: break
 for it in items:
