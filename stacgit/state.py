@@ -171,7 +171,6 @@ COLLECTION_TABLES = (
 """Tables with (catalog, collection) columns: what forgetting a collection or catalog clears."""
 
 
-
 def only_queued(queue: str, alias: str) -> dict[str, str]:
     """``source`` and ``on``: the pieces of a FROM clause that limit a query of table ``alias``
     to the items in ``queue`` (a (catalog, collection, item_id) table), read first:
