@@ -607,8 +607,7 @@ def _plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, c
         removed += 1
         dirty.add(_leaf_of(coll, old_path))
     if queued:
-        built = con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND item_id IS NOT NULL", coll_key).fetchone()[0]
-        if built + added - removed != len(placement):
+        if st.item_count(con, coll_key) + added - removed != len(placement):
             return _plan_incremental(coll, con, placement, nodes, cache_files, existing_docs, queued=False)
     doc_nodes = [n for n in nodes if n.segments in dirty or _node_path(coll, n.segments) not in existing_docs]
     return _Plan(batches, [], deletes, removed, doc_nodes, set())

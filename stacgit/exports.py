@@ -630,10 +630,12 @@ _CURRENT = """SELECT o.item_id, o.path, o.sha256, o.patch_digest,
 _GONE = """SELECT e.item_id, e.part FROM {source} exported e {on} WHERE e.catalog=? AND e.collection=? AND NOT EXISTS (SELECT 1 FROM outputs o
     WHERE o.catalog=e.catalog AND o.collection=e.collection AND o.item_id=e.item_id AND o.kind='item')"""
 _FRESH = "SELECT sort, item_id, path, sha256 FROM temp.ex_new WHERE part=? ORDER BY sort, item_id"
-_OLD = """SELECT e.sort, e.item_id, e.path, e.sha256 FROM exported e INDEXED BY exported_in_order
+_OLD_ROWS = """FROM exported e INDEXED BY exported_in_order
  WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
-_OLD_KEYS = """SELECT e.sort, e.item_id FROM exported e INDEXED BY exported_in_order
- WHERE e.catalog=? AND e.collection=? AND e.part=? ORDER BY e.sort, e.item_id"""
+"""A partition's rows as the last export wrote them, in their order: row numbers of one query
+are row numbers of the other."""
+_OLD = "SELECT e.sort, e.item_id, e.path, e.sha256 " + _OLD_ROWS
+_OLD_KEYS = "SELECT e.sort, e.item_id " + _OLD_ROWS
 
 
 def _members(con, key: tuple[str, str], part: str, replaced: set[str], pending: set[str]) -> Iterator[_Member]:
@@ -734,7 +736,7 @@ def _find_changes(con, key: tuple[str, str], out_dir: Path, partition: str, queu
 def _counts_agree(con, key: tuple[str, str], found: _Changes) -> bool:
     """Whether the exports, with the queued changes, would hold as many items as the build: a
     check (two index counts) that the queue has not missed an item added or removed."""
-    built = con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND item_id IS NOT NULL", key).fetchone()[0]
+    built = st.item_count(con, key)
     exported = con.execute("SELECT COUNT(*) FROM exported WHERE catalog=? AND collection=?", key).fetchone()[0]
     return built == exported + found.added - sum(found.gone.values())
 

@@ -273,6 +273,12 @@ def outputs_under(con: sqlite3.Connection, catalog: str, prefix: str, collection
     return con.execute(sql + " ORDER BY path", params)
 
 
+def item_count(con: sqlite3.Connection, key: tuple[str, str]) -> int:
+    """Item files a (catalog, collection) has in ``outputs`` (an index count): what the work
+    queues are checked against."""
+    return con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND item_id IS NOT NULL", key).fetchone()[0]
+
+
 def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
         for table in COLLECTION_TABLES + ("schema_sets", "feed_pending", "unvalidated"):
