@@ -28,7 +28,6 @@ import bisect
 import hashlib
 import heapq
 import itertools
-import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -59,6 +58,11 @@ SPILL = 10_000
 _NO_PARTITION = "items"
 CHECK_EVERY = 32
 """A reused pgstac line is checked to be its item's in every this many lines."""
+READ = 4 << 20
+"""Bytes of an old pgstac piece read at a time (and written at a time)."""
+IN_PLACE_LIMIT = 64 << 20
+"""A piece is rewritten in its own file when its changed items' files add up to at most this
+much: the old bytes the new lines push forward are held in memory until they are copied."""
 
 
 @functools.cache
@@ -259,13 +263,13 @@ def _arrow_names(t: pa.DataType) -> pa.DataType:
 
 
 class _OldPartition:
-    """The partition as the last export wrote it: unchanged items take their parquet row and
-    pgstac line from here instead of being read and converted again. Rows and lines are asked
-    for in increasing order (members and old rows share the (datetime, id) order), so only the
-    row groups at hand are in memory; lines are views of the old piece, mapped in memory, so
-    runs of them are hashed and written without being copied or split."""
+    """The partition's parquet file as the last export wrote it: unchanged items take their row
+    from here instead of being read and converted again. Rows are asked for in increasing order
+    (members and old rows share the (datetime, id) order), so only the row groups at hand are in
+    memory. ``parquet`` None: the collection has no GeoParquet output (its pgstac lines are
+    reused all the same, through :class:`_Piece`)."""
 
-    def __init__(self, parquet: Path | None, piece: Path, ids: list[str]):
+    def __init__(self, parquet: Path | None):
         import pyarrow.parquet as pq
 
         self.file = pq.ParquetFile(parquet) if parquet is not None else None
@@ -274,36 +278,10 @@ class _OldPartition:
             md = self.file.metadata
             self.starts = list(itertools.accumulate((md.row_group(i).num_rows for i in range(md.num_row_groups)), initial=0))
         self.groups: dict[int, pa.Table] = {}
-        self.ids = ids  # the item of every old row, in order
-        with open(piece, "rb") as f:
-            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else None
-        self.view = memoryview(self.map if self.map is not None else b"")
-        self.row = 0  # lines passed so far
-        self.off = 0  # where line ``row`` starts
 
     @property
     def rows(self) -> int:
         return self.starts[-1] if self.starts else 0
-
-    def lines(self, first: int, count: int) -> memoryview:
-        """The old piece's lines ``first`` .. ``first + count - 1`` (asked for in increasing
-        order); ``_Stale`` when the piece does not have them as the state describes them (the
-        id is looked for in every ``CHECK_EVERY``-th line: a line added or removed by hand
-        shifts all that follow)."""
-        self._skip(first - self.row)
-        start = self.off
-        self._skip(count)
-        return self.view[start : self.off]
-
-    def _skip(self, count: int) -> None:
-        data, off = self.map, self.off
-        for row in range(self.row, self.row + count):
-            end = data.find(b"\n", off) + 1 if data is not None else 0
-            if not end or (row % CHECK_EVERY == 0 and data.find(b'"id":' + orjson.dumps(self.ids[row]), off, end) < 0):  # type: ignore[union-attr]
-                raise _Stale(self.ids[row] if row < len(self.ids) else "?")
-            off = end
-        self.row += count
-        self.off = off
 
     def schema(self) -> pa.Schema:
         """The schema a conversion gives: the file's, with Arrow's list item names (a
@@ -330,12 +308,133 @@ class _OldPartition:
         return out
 
     def close(self) -> None:
-        self.view.release()
-        if self.map is not None:
-            try:
-                self.map.close()
-            except BufferError:  # a view of a line is still held (an error stopped a batch): the collector closes it
-                pass
+        if self.file is not None:
+            self.file.close()
+
+
+class _Piece:
+    """A partition's pgstac piece being written: lines of changed items (:meth:`add`) and runs
+    of lines of the piece the last export wrote (:meth:`copy_old`), in the partition's order.
+
+    ``old`` is that piece (None: everything is new), ``ids`` the item of each of its lines. Its
+    lines are found by reading it in blocks; the id of every ``CHECK_EVERY``-th line is looked
+    for, since a line added or removed by hand shifts all that follow (``_Stale``).
+
+    ``target`` may be ``old`` itself: the piece is then rewritten in its own file. That spares
+    allocating, filling and writing back a new file's pages (~130 MB a partition) for the
+    same bytes, which took most of a change's export time. An old byte is read before the new
+    piece reaches its offset, so the old bytes held in memory grow by what the new lines add
+    before them: the caller rewrites in place only when that is bounded, and marks the piece
+    as being rewritten, since a stop half way leaves it neither the old piece nor the new."""
+
+    def __init__(self, target: Path, hash_piece: bool, old: Path | None = None, ids: list[str] | None = None):
+        self.in_place = old is not None and old == target
+        self.fd = os.open(target, os.O_RDWR if self.in_place else os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            self.old_fd = None if old is None else self.fd if self.in_place else os.open(old, os.O_RDONLY)
+        except OSError:
+            os.close(self.fd)
+            raise
+        self.size = os.fstat(self.old_fd).st_size if self.old_fd is not None else 0
+        self.ids = ids or []
+        self.sha = hashlib.sha256() if hash_piece else None
+        self.buf = bytearray()  # old bytes from offset ``base`` on
+        self.base = 0
+        self.row = 0  # old lines passed
+        self.start = 0  # where old line ``row`` starts
+        self.pos = 0  # bytes written
+        self.out = bytearray()  # new lines not written yet (they go at ``pos``)
+
+    def tell(self) -> int:
+        """The new piece's size so far: where the next line goes."""
+        return self.pos + len(self.out)
+
+    def add(self, line: bytes) -> None:
+        self.out += line
+        if len(self.out) >= READ:
+            self._flush()
+
+    def copy_old(self, first: int, count: int) -> None:
+        """Old lines ``first`` .. ``first + count - 1`` go next (asked for in increasing order;
+        the old lines passed over are left out)."""
+        self._pass(first - self.row)
+        self._flush()
+        while count:
+            begin = self.start
+            count -= self._pass(count, READ)
+            stays = self.in_place and self.pos == begin  # the lines are in their place already
+            if self.in_place and not stays:
+                self._read_to(self.pos + self.start - begin)
+            with memoryview(self.buf) as view, view[begin - self.base : self.start - self.base] as lines:
+                self._put(lines, write=not stays)
+            if self.start - self.base >= READ:  # what is before the next old line is not needed again
+                del self.buf[: self.start - self.base]
+                self.base = self.start
+
+    def finish(self) -> tuple[str | None, int]:
+        """The sha256 (when hashed) and size of the piece, now complete."""
+        self._flush()
+        if self.in_place:
+            os.ftruncate(self.fd, self.pos)
+        self.close()
+        return (self.sha.hexdigest() if self.sha is not None else None), self.pos
+
+    def close(self) -> None:
+        for fd in {self.fd, self.old_fd} - {None}:
+            os.close(fd)  # type: ignore[arg-type]
+        self.fd = self.old_fd = None
+
+    def _pass(self, count: int, limit: int = 0) -> int:
+        """Go past ``count`` old lines, or fewer once ``limit`` bytes are passed; how many."""
+        buf, ids, off = self.buf, self.ids, self.start - self.base
+        n = 0
+        while n < count:
+            end = buf.find(b"\n", off)
+            if end < 0:
+                if not self._read_to(self.base + len(buf) + 1):
+                    raise _Stale(ids[self.row + n] if self.row + n < len(ids) else "?")
+                continue
+            row = self.row + n
+            if row % CHECK_EVERY == 0 and (row >= len(ids) or buf.find(b'"id":' + orjson.dumps(ids[row]), off, end) < 0):
+                raise _Stale(ids[row] if row < len(ids) else "?")
+            off = end + 1
+            n += 1
+            if limit and off - (self.start - self.base) >= limit:
+                break
+        self.row += n
+        self.start = self.base + off
+        return n
+
+    def _read_to(self, end: int) -> bool:
+        """Hold the old bytes up to ``end`` (at most the old size; at least a block more than
+        held when short); False when there are none left to read."""
+        have = self.base + len(self.buf)
+        end = min(max(end, have + READ) if end > have else end, self.size)
+        got = False
+        while have < end:
+            data = os.pread(self.old_fd, end - have, have)  # type: ignore[arg-type]
+            if not data:
+                break
+            self.buf += data
+            have += len(data)
+            got = True
+        return got
+
+    def _flush(self) -> None:
+        if self.out:
+            if self.in_place:
+                self._read_to(self.pos + len(self.out))
+            self._put(self.out)
+            self.out.clear()
+
+    def _put(self, data: bytes | bytearray | memoryview, write: bool = True) -> None:
+        if self.sha is not None:
+            self.sha.update(data)
+        with memoryview(data) as view:
+            at = 0
+            while write and at < len(view):
+                at += os.pwrite(self.fd, view[at:], self.pos + at)  # type: ignore[arg-type]
+        self.pos += len(data)
 
 
 class _Stale(Exception):
@@ -366,75 +465,74 @@ def write_partition(
     prepared: Prepared | None,
     collection_doc: dict,
     parquet_tmp: Path | None,
-    piece_tmp: Path,
+    piece: _Piece,
     on_batch: Callable[[list[tuple[_Member, int, int]]], None],
     old: _OldPartition | None = None,
-    hash_piece: bool = False,
+    changed: _Converted | None = None,
 ) -> tuple[str | None, int]:
-    """Write one partition's parquet (when ``parquet_tmp``) and pgstac piece to temp files,
+    """Write one partition's parquet (to ``parquet_tmp``, when there is one) and pgstac piece,
     ``BATCH`` rows at a time; ``on_batch`` gets (member, offset, length) of the line of each
     ``pending`` member in the piece. ``segments`` are the partition's rows in order: runs of
-    rows of ``old`` (ranges), members with an ``old_row`` (from ``old`` too: the bytes are the
-    same as converting their unchanged files again), and members read and converted. Returns
-    the piece's sha256 (when ``hash_piece``: it is published) and size."""
+    rows of ``old`` and of the piece's old lines (ranges), members with an ``old_row`` (from
+    there too: the bytes are the same as converting their unchanged files again), and members
+    read and converted, or taken in order from ``changed`` (converted before). Returns the
+    piece's sha256 (when hashed: it is published) and size."""
     import pyarrow as pa
     from stac_geoparquet.arrow import to_parquet
 
-    pos = 0
-    piece_sha = hashlib.sha256() if hash_piece else None
     base = str(out_dir)
     target: pa.Schema | None = None  # the converted batches' schema, once known
 
     def fresh_path(s: _Member | range) -> str | None:
-        return None if isinstance(s, range) or (old is not None and s.old_row is not None) else os.path.join(base, s.path)
+        return None if isinstance(s, range) or changed is not None or (old is not None and s.old_row is not None) else os.path.join(base, s.path)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        nonlocal pos, target
+        nonlocal target
         for chunk in prefetch(_in_batches(segments, BATCH), fresh_path):
-            rows, lines, placed = [], [], []
+            rows, placed = [], []
             runs: list[list] = []  # [from the old file?, first row, count], in the batch's order
             for s, data in chunk:
+                at = piece.tell()
                 if isinstance(s, range):
-                    line = old.lines(s.start, len(s))  # type: ignore[union-attr]
+                    piece.copy_old(s.start, len(s))
                     _extend(runs, True, s.start, len(s))
-                elif data is None:
-                    line = old.lines(s.old_row, 1)  # type: ignore[union-attr,arg-type]
-                    _extend(runs, True, s.old_row, 1)  # type: ignore[arg-type]
+                    continue
+                if old is not None and s.old_row is not None:
+                    piece.copy_old(s.old_row, 1)
+                    _extend(runs, True, s.old_row, 1)
+                elif changed is not None:
+                    piece.add(changed.lines[changed.used])
+                    _extend(runs, False, changed.used, 1)
+                    changed.used += 1
                 else:
-                    if isinstance(data, OSError):
-                        raise BuildError(f"{out_dir / s.path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
-                    item = orjson.loads(data)
-                    line = pgstac_line(item)
+                    item = orjson.loads(_readable(out_dir, s.path, data))
+                    piece.add(pgstac_line(item))
                     if parquet_tmp is not None:
                         _extend(runs, False, len(rows), 1)
                         rows.append(prepared.row(item))  # type: ignore[union-attr]
-                if not isinstance(s, range) and s.pending:
-                    placed.append((s, pos, len(line)))
-                lines.append(line)
-                pos += len(line)
-            piece.writelines(lines)
-            if piece_sha is not None:
-                for line in lines:
-                    piece_sha.update(line)
-            del lines, line  # views of the old piece, which closes after the last batch
+                if s.pending:
+                    placed.append((s, at, piece.tell() - at))
             on_batch(placed)
             if parquet_tmp is None:
                 continue
-            fresh = _convert(rows, schema, prepared) if rows else None
-            if fresh is not None and target is None:
-                target = fresh.schema
-            if len(runs) == 1 and not runs[0][0]:
-                yield fresh
-                continue
+            if changed is not None:
+                fresh_table = changed.table
+            else:
+                fresh = _convert(rows, schema, prepared) if rows else None
+                if fresh is not None and target is None:
+                    target = fresh.schema
+                if len(runs) == 1 and not runs[0][0]:
+                    yield fresh
+                    continue
+                fresh_table = pa.Table.from_batches([fresh]) if fresh is not None else None
             if target is None:
-                target = old.schema()  # type: ignore[union-attr]
-            fresh_table = pa.Table.from_batches([fresh]) if fresh is not None else None
+                target = fresh_table.schema if fresh_table is not None else old.schema()  # type: ignore[union-attr]
             tables = []
             for from_old, first, count in runs:
                 tables += old.rows_from(first, count, target) if from_old else [fresh_table.slice(first, count)]  # type: ignore[union-attr]
             yield pa.concat_tables(tables).combine_chunks().to_batches()[0]
 
-    with open(piece_tmp, "wb") as piece, _no_gc():
+    with _no_gc():
         if parquet_tmp is None:
             for _ in batches():
                 pass
@@ -445,7 +543,7 @@ def write_partition(
             # no dictionary pages: ids, hrefs and footprints are unique, and zstd packs the repeated
             # strings as well (7% smaller files and 20% faster writes on HLS-like items)
             to_parquet(reader, parquet_tmp, collections={collection_doc["id"]: collection_doc}, compression="zstd", use_dictionary=False, write_statistics=True)
-    return (piece_sha.hexdigest() if piece_sha is not None else None), pos
+    return piece.finish()
 
 
 def _in_batches(segments: Iterable[_Member | range], size: int) -> Iterator[list[_Member | range]]:
@@ -573,12 +671,16 @@ def _piece_sizes(con, coll: CollectionSpec) -> dict[str, int]:
 
 def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str, tuple]) -> set[str]:
     """Partitions whose parquet file or pgstac piece is missing or changed size since the
-    last export (deleted or edited by hand)."""
+    last export (deleted or edited by hand), or whose piece was being rewritten in place when
+    an export stopped."""
     parquet_dir = project.build_dir / coll.catalog_id / coll.id / "parquet"
     pdir = pieces_dir(project, coll)
+    marks = _rewriting(project, coll)
     sizes = _piece_sizes(con, coll) if coll.pgstac else {}
     damaged = set()
     for part, (_, size) in known.items():
+        if (marks / part).exists():  # a rewrite in place stopped half way
+            damaged.add(part)
         pq_path = parquet_dir / f"{part}.parquet"
         if coll.geoparquet and (not pq_path.exists() or pq_path.stat().st_size != size):
             damaged.add(part)
@@ -586,6 +688,58 @@ def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str,
         if not piece.exists() or (coll.pgstac and piece.stat().st_size != sizes.get(piece_path(coll, part))):
             damaged.add(part)
     return damaged
+
+
+def _rewriting(project: Project, coll: CollectionSpec) -> Path:
+    """Where an export marks the partitions whose pgstac piece it rewrites in place, until the
+    state describes the new pieces: ``.stacgit/rewriting/<catalog>/<collection>/<partition>``."""
+    return project.state_dir / "rewriting" / coll.catalog_id / coll.id
+
+
+def _growth(con, catalog: str, part: str) -> int:
+    """At most how many bytes a partition's changed items add to its pgstac piece: the sizes of
+    their item files (a pgstac line is the same item, compact and without structural links)."""
+    sql = "SELECT coalesce(sum(o.size), 0) FROM temp.ex_new n JOIN outputs o ON o.catalog=? AND o.path=n.path WHERE n.part=?"
+    return con.execute(sql, (catalog, part)).fetchone()[0]
+
+
+class _Converted:
+    """A partition's changed items, read and converted before its piece is rewritten in place,
+    in the partition's order (``_FRESH``): their pgstac lines, and their rows (with GeoParquet);
+    ``used``: how many the export has taken."""
+
+    def __init__(self, lines: list[bytes], table: pa.Table | None):
+        self.lines = lines
+        self.table = table
+        self.used = 0
+
+
+def _convert_changed(con, out_dir: Path, part: str, schema: pa.Schema | None, prepared: Prepared | None) -> _Converted:
+    """Read and convert a partition's changed items first: ``Drift`` or ``BuildError`` comes
+    now, while its pgstac piece is still the old one, rather than half way through rewriting it
+    in place. Their lines and rows are then held, for at most ``IN_PLACE_LIMIT`` bytes of items."""
+    import pyarrow as pa
+
+    paths = [r[2] for r in con.execute(_FRESH, (part,))]
+    base = str(out_dir)
+    lines: list[bytes] = []
+    converted = []
+    for chunk in prefetch([paths[i : i + BATCH] for i in range(0, len(paths), BATCH)], lambda p: os.path.join(base, p)):
+        rows = []
+        for path, data in chunk:
+            item = orjson.loads(_readable(out_dir, path, data))
+            lines.append(pgstac_line(item))
+            if prepared is not None:
+                rows.append(prepared.row(item))
+        if rows:
+            converted.append(_convert(rows, schema, prepared))  # type: ignore[arg-type]
+    return _Converted(lines, pa.Table.from_batches(converted) if converted else None)
+
+
+def _readable(out_dir: Path, path: str, data: bytes | OSError | None) -> bytes:
+    if isinstance(data, OSError):
+        raise BuildError(f"{out_dir / path}: cannot read the built item ({data.strerror}); run `stacgit build` again")
+    return data  # type: ignore[return-value]
 
 
 def pieces_root(project: Project, catalog_id: str) -> Path:
@@ -768,6 +922,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     removed = sum(gone.values())
     dirty |= set(gone)
     pdir = pieces_dir(project, coll)
+    marks = _rewriting(project, coll)
     damaged = _damaged_parts(project, con, coll, known_parts)
     dirty |= damaged
     if config_changed:
@@ -794,10 +949,13 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     members = functools.partial(_members, con, key, replaced=replaced, pending=queued)
     for part in sorted(dirty):
         pq_rel = f"{coll.id}/parquet/{part}.parquet"
+        piece_file = pdir / f"{part}.ndjson"
         old = None
+        old_ids: list[str] = []
         if not config_changed and part in known_parts and part not in damaged:
             old_keys = _old_keys(con, key, part)
-            old = _OldPartition(out_dir / pq_rel if gp else None, pdir / f"{part}.ndjson", [k[1] for k in old_keys])
+            old = _OldPartition(out_dir / pq_rel if gp else None)
+            old_ids = [k[1] for k in old_keys]
             if gp and old.rows != len(old_keys):  # not the files the state describes: convert everything
                 old.close()
                 old = None
@@ -807,21 +965,31 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             if old is not None:
                 old.close()
             (out_dir / pq_rel).unlink(missing_ok=True)
-            (pdir / f"{part}.ndjson").unlink(missing_ok=True)
+            piece_file.unlink(missing_ok=True)
             deleted_parts.append(part)
             parts.discard(part)
             continue
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
-        write = functools.partial(write_partition, out_dir, schema=schema, prepared=prepared, collection_doc=coll_doc, parquet_tmp=pq_tmp, piece_tmp=piece_tmp, on_batch=functools.partial(placed, part), hash_piece=coll.pgstac)
+        in_place = old is not None and _growth(con, cat_id, part) <= IN_PLACE_LIMIT
+        write = functools.partial(write_partition, out_dir, schema=schema, prepared=prepared, collection_doc=coll_doc, parquet_tmp=pq_tmp, on_batch=functools.partial(placed, part))
+        piece = converted = None
         try:
             try:
-                piece_sha, piece_size = write(itertools.chain([first], group), old=old)
+                if in_place:  # what could stop the export half way is found while the piece is the old one
+                    converted = _convert_changed(con, out_dir, part, schema, prepared)
+                    marks.mkdir(parents=True, exist_ok=True)
+                    (marks / part).touch()
+                piece = _Piece(piece_file if in_place else piece_tmp, coll.pgstac, old=piece_file if old is not None else None, ids=old_ids)
+                piece_sha, piece_size = write(itertools.chain([first], group), piece=piece, old=old, changed=converted)
             except _Stale:  # the old piece was changed by hand: convert everything
+                piece.close()  # type: ignore[union-attr]
                 old.close()  # type: ignore[union-attr]
                 old = None
+                in_place = False
                 con.execute("DELETE FROM temp.ex_rows WHERE part=?", (part,))
-                piece_sha, piece_size = write(members(part), old=None)
+                piece = _Piece(piece_tmp, coll.pgstac)
+                piece_sha, piece_size = write(members(part), piece=piece, old=None)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
@@ -832,13 +1000,16 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         finally:
             if old is not None:
                 old.close()
+            if piece is not None:
+                piece.close()
         if gp:
             parquet_dir.mkdir(parents=True, exist_ok=True)
             os.replace(pq_tmp, out_dir / pq_rel)
             written_parts.append((part, sha256_file(out_dir / pq_rel), (out_dir / pq_rel).stat().st_size))
         else:
             written_parts.append((part, None, None))
-        os.replace(piece_tmp, pdir / f"{part}.ndjson")
+        if not in_place:
+            os.replace(piece_tmp, piece_file)
         written_pieces.append((part, piece_sha, piece_size))
     if gp is None and parquet_dir.exists():
         shutil.rmtree(parquet_dir)
@@ -879,6 +1050,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         con.execute("DELETE FROM export_queue WHERE catalog=? AND collection=?", key)
         # the collection's saved manifest entries no longer hold (the export task updates them)
         con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", key)
+    shutil.rmtree(marks, ignore_errors=True)  # the state describes the pieces rewritten in place
     return {
         "unit": "export",
         "collection": coll.key,
