@@ -37,7 +37,7 @@ from stacgit.exports import FEED_LINK, catalog_exports, pieces_root
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
-from stacgit.verdicts import open_validator, validate_catalog
+from stacgit.verdicts import open_validator, validate_catalog, validate_collection
 from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, same_content, splice_links
 
@@ -569,6 +569,12 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     for s in gone_shards:
         if cache_files.get(s):
             Path(cache_root, cache_files[s]).unlink(missing_ok=True)
+    if options.validate:  # what this task wrote, beside the other collection tasks
+        run = validate_collection(project, con, coll, open_validator(project))
+        report["validation"] = {"validated": run.checked}
+        report["validation_report"] = run.to_json()
+        with st.Transaction(con):
+            save_report(con, options.run_id, f"collection:{coll.key}", report)
     return report
 
 

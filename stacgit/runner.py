@@ -543,7 +543,7 @@ def _validation_summary(con, run_id: str) -> dict:
     error groups of the documents that are not valid (largest first, 5 of them)."""
     stored = _verdict_summary(con)
     validated = warnings = 0
-    for (data,) in con.execute("SELECT data FROM reports WHERE run_id=? AND unit LIKE 'catalog:%'", (run_id,)):
+    for (data,) in con.execute("SELECT data FROM reports WHERE run_id=? AND (unit LIKE 'catalog:%' OR unit LIKE 'collection:%')", (run_id,)):
         rep = orjson.loads(data)
         validated += rep.get("validation", {}).get("validated", 0)
         warnings += sum(g["count"] for g in rep.get("validation_report", {}).get("warnings", []))

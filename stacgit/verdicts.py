@@ -18,7 +18,7 @@ import orjson
 
 from stacgit import state as st
 from stacgit.hashing import digest_obj
-from stacgit.project import CatalogSpec, Project
+from stacgit.project import CatalogSpec, CollectionSpec, Project
 from stacgit.schemas import SchemaStore
 from stacgit.validate import DocResult, Report, Target, Validator, validate_targets
 
@@ -65,16 +65,43 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
             con.execute("INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
             con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
+    run = _validate_queued(project, con, cat.id, {c.id: c.validate_schemas for c in cat.collections}, validator, jobs)
+    totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts WHERE catalog=? GROUP BY status", (cat.id,)).fetchall())
+    return {
+        "validated": run.checked,
+        "revalidated_sets": len(stale),
+        "valid": totals.get("valid", 0),
+        "invalid": totals.get("invalid", 0),
+        "schema_unavailable": totals.get("schema_unavailable", 0),
+    }, run
+
+
+def validate_collection(project: Project, con, coll: CollectionSpec, validator: Validator) -> Report:
+    """Validate, in the collection task, the collection's documents (items, collection,
+    sub-catalogs) that have no current verdict: collection tasks run beside each other, the
+    catalog task runs alone after them all. What this leaves (a schema set whose schemas
+    changed, the root catalog) is the catalog task's."""
+    return _validate_queued(project, con, coll.catalog_id, {coll.id: coll.validate_schemas}, validator, 1, under=coll.id)
+
+
+def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator: Validator, jobs: int, under: str | None = None) -> Report:
+    """Validate the queued outputs of a catalog (those under the folder ``under`` only, when
+    given) that have no verdict at their sha256, a page at a time; drop the verdicts of
+    queued outputs that are gone, and empty the queue of what has its verdict now."""
+    # a folder's paths sort between "<folder>/" and "<folder>0" ('0' follows '/')
+    lo, hi = (f"{under}/", f"{under}0") if under is not None else ("", None)
+    within = "u.path > ?" + (" AND u.path < ?" if hi is not None else "")
+    bounds = (lo, hi) if hi is not None else (lo,)
+    with st.Transaction(con):
         con.execute(  # verdicts of deleted outputs
-            "DELETE FROM verdicts WHERE catalog=? AND path IN (SELECT u.path FROM unvalidated u WHERE u.catalog=? AND NOT EXISTS "
+            "DELETE FROM verdicts WHERE catalog=? AND path IN (SELECT u.path FROM unvalidated u WHERE u.catalog=? AND " + within + " AND NOT EXISTS "
             "(SELECT 1 FROM outputs o WHERE o.catalog=u.catalog AND o.path=u.path AND o.kind IN " + st.STAC_KINDS + "))",
-            (cat.id, cat.id),
+            (cat_id, cat_id, *bounds),
         )
-    root = str(project.build_dir / cat.id)
-    extra = {c.id: c.validate_schemas for c in cat.collections}
-    known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat.id,))}
+    root = str(project.build_dir / cat_id)
+    known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat_id,))}
     run = Report()
-    after = ""
+    after = lo
     # fresh processes: forked from this one they would each start with (and count as)
     # everything the build task holds. They start on the first page large enough to need them.
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
@@ -84,9 +111,9 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
                 """SELECT o.path, o.collection, o.item_id, o.sha256 FROM unvalidated u
                    JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path
                    LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-                   WHERE u.catalog = ? AND o.kind IN """ + st.STAC_KINDS + """ AND v.path IS NULL AND u.path > ?
+                   WHERE u.catalog = ? AND o.kind IN """ + st.STAC_KINDS + """ AND v.path IS NULL AND """ + within + """
                    ORDER BY u.path LIMIT ?""",
-                (cat.id, after, PAGE),
+                (cat_id, after, *bounds[1:], PAGE),
             ).fetchall()
             if not todo:
                 break
@@ -104,12 +131,12 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
                 _, status, detail, urls = got
                 sid = set_id(urls)
                 sets[sid] = urls
-                rows.append((cat.id, path, coll, item_id, sha, sid, status, detail))
+                rows.append((cat_id, path, coll, item_id, sha, sid, status, detail))
             with st.Transaction(con):
                 con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
-                con.executemany(
-                    "INSERT OR REPLACE INTO schema_sets VALUES (?,?,?,?)",
-                    [(cat.id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
+                con.executemany(  # a set known already keeps its fingerprint: the catalog task compares it
+                    "INSERT OR IGNORE INTO schema_sets VALUES (?,?,?,?)",
+                    [(cat_id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
                 )
             known.update(sets)
             if len(todo) < PAGE:  # the last page: no need to scan for another
@@ -122,17 +149,10 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
             """DELETE FROM unvalidated WHERE catalog = ? AND path IN (SELECT u.path FROM unvalidated u
                  LEFT JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path AND o.kind IN """ + st.STAC_KINDS + """
                  LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-                WHERE u.catalog = ? AND (o.path IS NULL OR v.path IS NOT NULL))""",
-            (cat.id, cat.id),
+                WHERE u.catalog = ? AND """ + within + """ AND (o.path IS NULL OR v.path IS NOT NULL))""",
+            (cat_id, cat_id, *bounds),
         )
-    totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts WHERE catalog=? GROUP BY status", (cat.id,)).fetchall())
-    return {
-        "validated": run.checked,
-        "revalidated_sets": len(stale),
-        "valid": totals.get("valid", 0),
-        "invalid": totals.get("invalid", 0),
-        "schema_unavailable": totals.get("schema_unavailable", 0),
-    }, run
+    return run
 
 
 def stored_report(con, catalog_ids: list[str], root_of, failing_only: bool = False, limit: int | None = None) -> Report:

@@ -222,3 +222,23 @@ def test_verdicts_of_removed_outputs_are_dropped(repo, schema_mirror):
         verdicts = [r[0] for r in con.execute("SELECT path FROM verdicts ORDER BY path")]
         outputs = [r[0] for r in con.execute("SELECT path FROM outputs WHERE kind IN ('item', 'catalog', 'root') ORDER BY path")]
     assert verdicts == outputs and not any(gone in p for p in verdicts)
+
+
+def test_collection_tasks_validate_what_they_wrote(repo, schema_mirror):
+    """Documents are validated in the collection task that wrote them (collection tasks run
+    beside each other); the catalog task, which runs alone after them, is left the root."""
+    import sqlite3
+
+    build(repo)
+    csv = repo / CSV
+    lines = csv.read_text().splitlines(keepends=True)
+    lines[3] = lines[3].replace(",good,", ",fair,") if ",good," in lines[3] else lines[3].replace(",fair,", ",good,")
+    csv.write_text("".join(lines))
+    summary = build(repo)
+    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
+        reports = {unit: json.loads(data) for unit, data in con.execute("SELECT unit, data FROM reports")}
+        queued = con.execute("SELECT COUNT(*) FROM unvalidated").fetchone()[0]
+    by_collection = {u: r["validation"]["validated"] for u, r in reports.items() if u.startswith("collection:")}
+    assert by_collection == {"collection:shift/aviris-ng-l2a": summary["validation"]["validated"]} and summary["validation"]["validated"] >= 1
+    assert reports["catalog:shift"]["validation"]["validated"] == 0
+    assert queued == 0
