@@ -34,6 +34,7 @@ from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
 from stacgit.exports import FEED_LINK, catalog_exports, pieces_root
+from stacgit.fileio import map_file
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
@@ -481,7 +482,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         del members
         structure = _structure_digest(coll, nodes)
         prior = con.execute("SELECT structure FROM aggregates WHERE catalog=? AND collection=?", coll_key).fetchone()
-        existing_docs = dict(con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND kind='catalog'", coll_key).fetchall())
+        existing_docs = dict(con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND item_id IS NULL AND kind='catalog'", coll_key).fetchall())
         if patch_mode:
             plan_ = _plan_patched(coll, con, placement, nodes, details, prior_items, applied, existing_docs, reader, times, options.now)
         elif prior is not None and prior[0] == structure:
@@ -977,7 +978,7 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
         data = None
         path = _fragment_path(project, cat.id, c.id)
         if saved.get(c.id) and path.exists():
-            data = path.read_bytes()
+            data = map_file(path)
             if digest_bytes(data) != saved[c.id]:
                 data = None
         if data is None:

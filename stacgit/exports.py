@@ -39,7 +39,7 @@ import orjson
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
-from stacgit.fileio import prefetch
+from stacgit.fileio import prefetch, will_need
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
@@ -947,6 +947,11 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     replaced = {r[0] for r in con.execute("SELECT item_id FROM temp.ex_new UNION ALL SELECT item_id FROM temp.ex_gone")}
     queued = {r[0] for r in con.execute("SELECT item_id FROM feed_pending WHERE catalog=? AND collection=?", key)}
     members = functools.partial(_members, con, key, replaced=replaced, pending=queued)
+    reused = sorted(dirty & set(known_parts) - damaged) if not config_changed else []
+    for part in reused:  # read whole below, one after another: let the disk start on them all now
+        will_need(pdir / f"{part}.ndjson")
+        if gp:
+            will_need(parquet_dir / f"{part}.parquet")
     for part in sorted(dirty):
         pq_rel = f"{coll.id}/parquet/{part}.parquet"
         piece_file = pdir / f"{part}.ndjson"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import mmap
 import os
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,32 @@ READERS = 8
 
 RUN_BYTES = 16 << 20
 """Bytes of lines sorted in memory at a time by ``sorted_unique``."""
+
+
+def map_file(path: str | os.PathLike) -> bytes | mmap.mmap:
+    """A file's bytes mapped in memory, not read into it: hashing them, or writing them out,
+    reads the page cache directly (a large file read whole costs its size in fresh memory,
+    slow to fault in on some VMs). The mapping closes when its last view is gone."""
+    with open(path, "rb") as f:
+        if not os.fstat(f.fileno()).st_size:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def will_need(path: str | os.PathLike) -> None:
+    """Ask the kernel to start reading a file that is read whole soon (no-op where unsupported
+    or missing): its pages come from disk while other work goes on, not one read-ahead window
+    at a time as the reader gets to them."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
 
 
 def read_file(path: str) -> bytes | OSError:

@@ -3,6 +3,8 @@ as its error (the caller names it) instead of ending the walk."""
 
 from __future__ import annotations
 
+import pytest
+
 from stacgit.fileio import read_ahead
 
 
@@ -44,3 +46,16 @@ def test_sorted_unique_sorts_in_runs_by_key_and_keeps_one_line_per_key(tmp_path)
     assert list(scratch.iterdir()) == []  # run files are removed
     src.write_bytes(b"b\tx\na\ty")  # no final line feed
     assert list(sorted_unique(src, scratch)) == [(b"a", b"y\n"), (b"b", b"x\n")]
+
+
+def test_map_file_gives_the_bytes_and_will_need_is_only_a_hint(tmp_path):
+    from stacgit.fileio import map_file, will_need
+
+    empty, full = tmp_path / "empty", tmp_path / "full"
+    empty.write_bytes(b"")
+    full.write_bytes(b"abc\n" * 1000)
+    assert map_file(empty) == b"" and bytes(map_file(full)) == b"abc\n" * 1000
+    will_need(full)
+    will_need(tmp_path / "missing")  # nothing to read ahead: no error
+    with pytest.raises(FileNotFoundError):
+        map_file(tmp_path / "missing")
