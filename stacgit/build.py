@@ -800,7 +800,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         written += 1
     manifest_path = out_dir / "manifest.json"
     if not same_content(manifest_path, manifest):
-        writer.write("manifest.json", manifest)
+        writer.overwrite("manifest.json", manifest)  # ~190 MB at 800K items: a new file's pages cost 0.6 s
         written += 1
     failed_path = out_dir / "failed.ndjson"
     if failures:

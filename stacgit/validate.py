@@ -291,6 +291,20 @@ class Report:
             u = self.unavailable.setdefault(url, [0, why])
             u[0] += 1
 
+    def examples_full(self, result: DocResult) -> bool:
+        """Whether every group of ``result``'s problems has its examples already (after it was added)."""
+        return all(len(self.groups[(p.severity, p.schema, p.message)][1]) >= EXAMPLES_PER_GROUP for p in result.problems)
+
+    def add_many(self, result: DocResult, n: int) -> None:
+        """``n`` more documents with a result added before, whose groups have their examples:
+        the same counts as adding each, without the work per document."""
+        self.checked += n
+        setattr(self, result.status, getattr(self, result.status) + n)
+        for p in result.problems:
+            self.groups[(p.severity, p.schema, p.message)][0] += n
+        for url in result.unavailable:
+            self.unavailable[url][0] += n
+
     def add_identity(self, collection: str | None, item_id: str | None, path: str | None, status: str) -> None:
         """Track item ids; a second item with the same (collection, id) is invalid."""
         if item_id is None:

@@ -10,6 +10,7 @@ since it last looked), so a build that wrote a few files does not scan every out
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -160,11 +161,28 @@ def stored_report(con, catalog_ids: list[str], root_of, failing_only: bool = Fal
     ``failing_only`` just the documents that are not valid, at most ``limit`` of them."""
     report = Report()
     where = " AND status != 'valid'" if failing_only else ""
+    left = limit
     for cat_id in catalog_ids:
-        for path, item_id, status, detail in con.execute(
-            f"SELECT path, item_id, status, detail FROM verdicts WHERE catalog=?{where} ORDER BY path", (cat_id,)
-        ):
-            if limit is not None and report.checked >= limit:
-                return report
-            report.add(item_id, f"{root_of(cat_id)}/{path}", DocResult.from_row(status, detail))
+        root = root_of(cat_id)
+        results: dict[tuple, DocResult] = {}  # verdicts repeat: one decoded result per (status, detail)
+        more: dict[tuple, int] = {}  # results whose groups have their examples -> documents not added yet
+        rows = con.execute(f"SELECT path, item_id, status, detail FROM verdicts WHERE catalog=?{where} ORDER BY path", (cat_id,))
+        for path, item_id, status, detail in itertools.islice(rows, left):
+            key = (status, detail)
+            if key in more:
+                more[key] += 1
+                continue
+            result = results.get(key)
+            if result is None:
+                result = results[key] = DocResult.from_row(status, detail)
+            report.add(item_id, f"{root}/{path}", result)
+            if report.examples_full(result):
+                more[key] = 0
+        rows.close()
+        for key, n in more.items():
+            report.add_many(results[key], n)
+        if limit is not None:
+            left = limit - report.checked
+            if left <= 0:
+                break
     return report

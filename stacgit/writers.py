@@ -71,6 +71,26 @@ class AtomicWriter:
             os.unlink(tmp)
             os.replace(local_tmp, final)
 
+    def overwrite(self, rel: str, parts: list) -> None:
+        """Write a large file into itself: its pages (in the page cache when it was just
+        written or read) are reused instead of a new file's being allocated, filled and
+        written back. Not atomic: the caller lists ``rel`` as pending first, so a build killed
+        half way removes it (see ``build._recover_pending``); readers check its content."""
+        final = os.path.join(self.out_dir, rel)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        fd = os.open(final, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            at = 0
+            for part in parts:
+                with memoryview(part) as view:
+                    done = 0
+                    while done < len(view):
+                        done += os.pwrite(fd, view[done:], at + done)
+                at += done
+            os.ftruncate(fd, at)
+        finally:
+            os.close(fd)
+
     def delete(self, rel: str, stop_at: str = "") -> None:
         """Delete a file and the directories it leaves empty, up to ``stop_at``."""
         final = os.path.join(self.out_dir, rel)

@@ -264,3 +264,40 @@ def test_large_trees_are_walked_by_the_workers_with_the_same_report(validator, t
     rules = {e["schema"]: e["count"] for e in report["errors"]}
     assert rules["lint:duplicate-id"] == 1 and rules["lint:link-outside"] == 6
     assert report["invalid"] == 6 + 6 + 1 and report["valid"] == n + 2 - report["invalid"]
+
+
+def test_stored_report_counts_repeated_verdicts_as_adding_each_does(tmp_path):
+    """Stored verdicts repeat (the same unavailable schema, the same error on many items): the
+    report adds each distinct result's documents in bulk once its groups have their examples,
+    and must give what adding every document gives, with and without a limit."""
+    import random
+
+    from stacgit import state as st
+    from stacgit.validate import DocResult, Problem, Report
+    from stacgit.verdicts import stored_report
+
+    rnd = random.Random(3)
+    results = [
+        DocResult("valid"),
+        DocResult("schema_unavailable", [], {"https://x/eo.json": "offline"}),
+        DocResult("schema_unavailable", [Problem("lint", "odd href", "/assets/a/href", "warning")], {"https://x/eo.json": "offline"}),
+        DocResult("invalid", [Problem("core", "missing id", "/id", "error"), Problem("core", "missing id", "/bbox", "error")]),
+        DocResult("invalid", [Problem("eo", "bad band", "/properties/eo:bands/0", "error")]),
+    ]
+    con = st.connect(tmp_path)
+    rows = []
+    for cat in ("a", "b"):
+        for i in range(400):
+            r = rnd.choice(results)
+            rows.append((cat, f"c/{i:04d}.json", "c", f"i{i}", "sha", "set", r.status, r.to_row()))
+    con.executemany("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
+    for failing_only in (False, True):
+        for limit in (None, 0, 1, 7, 399, 400, 401, 650, 10_000):
+            expected = Report()
+            for cat in ("a", "b"):
+                for _, path, _, item_id, _, _, status, detail in sorted(r for r in rows if r[0] == cat):
+                    if (failing_only and status == "valid") or (limit is not None and expected.checked >= limit):
+                        continue
+                    expected.add(item_id, f"build/{cat}/{path}", DocResult.from_row(status, detail))
+            got = stored_report(con, ["a", "b"], lambda c: f"build/{c}", failing_only=failing_only, limit=limit)
+            assert got.to_json() == expected.to_json() and got.checked == expected.checked, (failing_only, limit)

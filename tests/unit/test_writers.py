@@ -161,3 +161,14 @@ def test_merge_fragment_equals_the_fragment_written_again():
         assert merge_fragment(fragment(entries), changes, drop) == fragment(want), (entries, changes, drop)
     with pytest.raises(ValueError):
         merge_fragment(b"garbage", {})
+
+
+def test_overwrite_leaves_exactly_the_parts(tmp_path):
+    writer = AtomicWriter(tmp_path / "out", tmp_path / "tmp")
+    target = tmp_path / "out" / "manifest.json"
+    writer.overwrite("manifest.json", [b"abc", memoryview(b"defgh")[1:]])  # a new file
+    assert target.read_bytes() == b"abcefgh"
+    writer.overwrite("manifest.json", [b"x" * 100_000, b"y"])  # longer
+    assert target.read_bytes() == b"x" * 100_000 + b"y"
+    writer.overwrite("manifest.json", [b"z", b""])  # shorter: the rest is cut off
+    assert target.read_bytes() == b"z"
