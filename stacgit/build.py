@@ -829,20 +829,26 @@ _ENTRY = b'\n    %s: {\n      "sha256": "%s",\n      "size": %d\n    },'
 
 
 def _fragment(con, cat_id: str, coll_id: str) -> bytes:
-    """The manifest entries of one collection's outputs, in path order, each ending in ','."""
+    """The manifest entries of one collection's items and (sub-)catalogs, in path order, each
+    ending in ','. Its GeoParquet files are not in it: the export task, which rewrites them,
+    would have to rewrite the ~23 MB fragment (at 100K items) for a few entries; the catalog
+    task reads them from the state instead."""
     # every path of the collection starts with "<id>/": a range of the (catalog, path) key, in order
-    return _fragment_range(con, cat_id, coll_id + "/", coll_id)
+    return _entries(st.outputs_under(con, cat_id, coll_id + "/", coll_id, parquet=False))
 
 
-def _fragment_range(con, cat_id: str, prefix: str, collection: str | None = None) -> bytes:
-    """Manifest entries of the outputs whose path starts with ``prefix`` (``<collection>/``,
-    or ``pgstac/`` for the catalog-level exports), optionally of one collection only."""
+def _entries(rows) -> bytes:
+    """Manifest entries of (path, sha256, size) rows."""
     dumps = orjson.dumps
-    return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in st.outputs_under(con, cat_id, prefix, collection)])
+    return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
 
 
 def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
-    return project.state_dir / "manifest" / cat_id / f"{coll_id}.part"
+    return project.state_dir / "fragments" / cat_id / f"{coll_id}.part"
+
+
+_LEGACY_FRAGMENTS = "manifest"
+"""Where fragments were kept while they held the GeoParquet entries too (removed when seen)."""
 
 
 _ENTRY_START = b'\n    "'
@@ -856,7 +862,10 @@ def fragment_digest(con, cat_id: str, coll_id: str) -> str | None:
 
 def _entry_path(buf: bytes, at: int) -> str:
     """The path of the entry that starts at ``at``."""
-    return orjson.loads(buf[at + len(_ENTRY_START) - 1 : buf.index(b'": {\n', at) + 1])
+    end = buf.find(b'": {\n', at)  # (``find``: ``buf`` may be a mapped file)
+    if end < 0:
+        raise ValueError("not a manifest fragment")
+    return orjson.loads(buf[at + len(_ENTRY_START) - 1 : end + 1])
 
 
 def _entry_after(buf: bytes, at: int) -> int:
@@ -882,24 +891,21 @@ def _first_at_or_after(buf: bytes, path: str, lo: int, hi: int) -> int:
     return lo
 
 
-def _after_prefix(prefix: str) -> str:
-    """The least string greater than every string that starts with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def merge_fragment(old: bytes, changes: dict[str, tuple[str, int] | None], drop: str | None = None) -> bytes:
+def merge_fragment(old: bytes, changes: dict[str, tuple[str, int] | None]) -> bytes:
     """``old`` (entries as :func:`_fragment` writes them) with ``changes`` applied: path ->
-    (sha256, size) added or replaced, path -> None removed; with ``drop``, every old entry whose
-    path starts with it is removed first. Entries stay in path order (str order is UTF-8 byte
-    order, as SQLite sorts). The old entries are not parsed: each change finds its place by a
-    binary search (a collection's fragment at 100K items is ~23 MB; parsing it cost 0.15-0.3 s)."""
-    if old and not old.startswith(_ENTRY_START):
+    (sha256, size) added or replaced, path -> None removed. Entries stay in path order (str
+    order is UTF-8 byte order, as SQLite sorts). The old entries are not parsed: each change
+    finds its place by a binary search (a collection's fragment at 100K items is ~23 MB;
+    parsing it cost 0.15-0.3 s)."""
+    return b"".join(fragment_parts(old, changes))
+
+
+def fragment_parts(old: bytes, changes: dict[str, tuple[str, int] | None]) -> list:
+    """:func:`merge_fragment` as the parts whose concatenation it is (views of ``old``)."""
+    if old and old[: len(_ENTRY_START)] != _ENTRY_START:
         raise ValueError("not a manifest fragment")
     end = len(old)
     cuts: list[tuple[int, int, bytes]] = []  # (from, to, entry): old[from:to] replaced by entry
-    if drop:
-        start = _first_at_or_after(old, drop, 0, end)
-        cuts.append((start, _first_at_or_after(old, _after_prefix(drop), start, end), b""))
     dumps = orjson.dumps
     at = 0
     for path in sorted(changes):
@@ -907,20 +913,19 @@ def merge_fragment(old: bytes, changes: dict[str, tuple[str, int] | None], drop:
         to = _entry_after(old, at) if at < end and _entry_path(old, at) == path else at
         value = changes[path]
         cuts.append((at, to, _ENTRY % (dumps(path), value[0].encode(), value[1]) if value is not None else b""))
-    cuts.sort(key=lambda c: c[0])  # stable: at one place, the dropped range first, then paths in order
     view = memoryview(old)
     out: list = []
     kept = 0  # old[:kept] is dealt with
-    for start, to, entry in cuts:
+    for start, to, entry in cuts:  # in path order, so in place order
         if start > kept:
             out.append(view[kept:start])
         out.append(entry)
         kept = max(kept, to)
     out.append(view[kept:])
-    return b"".join(out)
+    return out
 
 
-def _updated_fragment(project: Project, cat_id: str, coll_id: str, prior: str | None, changes: dict, drop: str | None) -> bytes | None:
+def _updated_fragment(project: Project, cat_id: str, coll_id: str, prior: str | None, changes: dict) -> bytes | None:
     """The saved fragment with ``changes`` applied, when it is the one ``prior`` describes."""
     path = _fragment_path(project, cat_id, coll_id)
     if prior is None or not path.exists():
@@ -929,7 +934,7 @@ def _updated_fragment(project: Project, cat_id: str, coll_id: str, prior: str | 
     if digest_bytes(old) != prior:
         return None
     try:
-        return merge_fragment(old, changes, drop)
+        return merge_fragment(old, changes)
     except ValueError:
         return None
 
@@ -943,17 +948,13 @@ def save_fragment(
     *,
     prior: str | None = None,
     changes: dict[str, tuple[str, int] | None] | None = None,
-    refresh: str | None = None,
 ) -> bytes:
     """After a collection's outputs are committed: keep its manifest entries for the catalog
     task, with their digest in the state. The saved fragment whose digest was ``prior`` is
-    updated instead of read again from SQL: with ``changes`` (the outputs the task wrote or
-    deleted, see :func:`merge_fragment`), and with ``refresh`` its entries under that path
-    prefix replaced by the state's. A stale or missing file is regenerated from SQL."""
-    if data is None and refresh is not None:
-        changes = {**(changes or {}), **{p: (sha, size) for p, sha, size in st.outputs_under(con, cat_id, refresh)}}
+    updated instead of read again from SQL, with ``changes`` (the outputs the task wrote or
+    deleted, see :func:`merge_fragment`). A stale or missing file is regenerated from SQL."""
     if data is None and changes is not None:
-        data = _updated_fragment(project, cat_id, coll_id, prior, changes, refresh)
+        data = _updated_fragment(project, cat_id, coll_id, prior, changes)
     if data is None:
         data = _fragment(con, cat_id, coll_id)
     path = _fragment_path(project, cat_id, coll_id)
@@ -969,11 +970,13 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
     """``manifest.json``: every output path -> sha256 and size, as ``pretty_json`` would print
     ``{"catalog", "files", "version"}`` (sorted keys, 2-space indent). Assembled from the
     collections' saved fragments (checked against their digests); paths sort as UTF-8 bytes,
-    and every path of a collection starts with ``<id>/``, so fragments sort by that prefix.
+    and every path of a collection starts with ``<id>/``, so fragments sort by that prefix. A
+    collection's GeoParquet entries come from the state and go in their places in its fragment.
     Returned as the parts whose concatenation is the file (at 800K items it is ~190 MB: joined,
     and compared with the file read whole, it cost ~2 s of the catalog task)."""
+    shutil.rmtree(project.state_dir / _LEGACY_FRAGMENTS, ignore_errors=True)
     saved = dict(con.execute("SELECT collection, manifest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
-    pieces: list[tuple[bytes, bytes]] = [(b"catalog.json", _ENTRY % (b'"catalog.json"', root_entry[0].encode(), root_entry[1]))]
+    pieces: list[tuple[bytes, list]] = [(b"catalog.json", [_ENTRY % (b'"catalog.json"', root_entry[0].encode(), root_entry[1])])]
     for c in cat.collections:
         data = None
         path = _fragment_path(project, cat.id, c.id)
@@ -983,10 +986,11 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
                 data = None
         if data is None:
             data = save_fragment(project, con, cat.id, c.id, _fragment(con, cat.id, c.id)) if c.id in saved else _fragment(con, cat.id, c.id)
-        pieces.append(((c.id + "/").encode(), data))
-    pieces.append((b"pgstac/", _fragment_range(con, cat.id, "pgstac/")))
+        parquet = {path: (sha, size) for path, sha, size in st.outputs_under(con, cat.id, c.id + "/", c.id, parquet=True)}
+        pieces.append(((c.id + "/").encode(), fragment_parts(data, parquet) if parquet else [data]))
+    pieces.append((b"pgstac/", [_entries(st.outputs_under(con, cat.id, "pgstac/"))]))
     pieces.sort(key=lambda p: p[0])
-    body: list = [p[1] for p in pieces if p[1]]
+    body: list = [part for _, parts in pieces for part in parts if len(part)]
     body[-1] = memoryview(body[-1])[:-1]  # no comma after the last entry (catalog.json's, at least)
     return [b'{\n  "catalog": ' + orjson.dumps(cat.id) + b',\n  "files": {', *body, b'\n  },\n  "version": 1\n}\n']
 
@@ -995,7 +999,7 @@ def remove_catalog_output(project: Project, catalog_id: str) -> None:
     """Forget a catalog entirely: its build directory, cache and state."""
     shutil.rmtree(project.build_dir / catalog_id, ignore_errors=True)
     shutil.rmtree(cache_dir(project, catalog_id), ignore_errors=True)
-    shutil.rmtree(project.state_dir / "manifest" / catalog_id, ignore_errors=True)
+    shutil.rmtree(_fragment_path(project, catalog_id, "-").parent, ignore_errors=True)
     shutil.rmtree(pieces_root(project, catalog_id), ignore_errors=True)
     st.drop_catalog(st.connect(project.state_dir), catalog_id)
 

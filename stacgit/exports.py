@@ -1053,8 +1053,6 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, rel))
         con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
         con.execute("DELETE FROM export_queue WHERE catalog=? AND collection=?", key)
-        # the collection's saved manifest entries no longer hold (the export task updates them)
-        con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", key)
     shutil.rmtree(marks, ignore_errors=True)  # the state describes the pieces rewritten in place
     return {
         "unit": "export",

@@ -114,10 +114,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
         project = _project(root, options.run_id)
         coll = project.catalog(catalog_id).collection(collection_id)
         con = st.connect(project.state_dir)
-        prior = b.fragment_digest(con, catalog_id, collection_id)
         report = exports.export_collection(project, coll, options.jobs)
-        # the collection's manifest entries: its parquet files replaced by what the state now lists
-        b.save_fragment(project, con, catalog_id, collection_id, prior=prior, refresh=f"{collection_id}/parquet/")
         with st.Transaction(con):
             b.save_report(con, options.run_id, unit, report)
     except (StacgitError, OSError) as exc:

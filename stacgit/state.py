@@ -267,14 +267,17 @@ class Transaction:
             self.con.execute("ROLLBACK")
 
 
-def outputs_under(con: sqlite3.Connection, catalog: str, prefix: str, collection: str | None = None) -> sqlite3.Cursor:
+def outputs_under(con: sqlite3.Connection, catalog: str, prefix: str, collection: str | None = None, parquet: bool | None = None) -> sqlite3.Cursor:
     """(path, sha256, size) of the outputs whose path starts with ``prefix`` (ending in ``/``),
-    in path order: a range of the (catalog, path) key, not a scan. ``collection``: its only."""
+    in path order: a range of the (catalog, path) key, not a scan. ``collection``: its only;
+    ``parquet``: only the GeoParquet files (True) or all but them (False)."""
     sql = "SELECT path, sha256, size FROM outputs WHERE catalog=? AND path >= ? AND path < ?"
     params: tuple = (catalog, prefix, prefix[:-1] + "0")  # "0" follows "/"
     if collection is not None:
         sql += " AND collection=?"
         params += (collection,)
+    if parquet is not None:
+        sql += " AND kind " + ("=" if parquet else "IS NOT") + " 'parquet'"
     return con.execute(sql + " ORDER BY path", params)
 
 
