@@ -986,7 +986,7 @@ def _manifest(project: Project, con, cat: CatalogSpec, root_entry: tuple[str, in
                 data = None
         if data is None:
             data = save_fragment(project, con, cat.id, c.id, _fragment(con, cat.id, c.id)) if c.id in saved else _fragment(con, cat.id, c.id)
-        parquet = {path: (sha, size) for path, sha, size in st.outputs_under(con, cat.id, c.id + "/", c.id, parquet=True)}
+        parquet = {path: (sha, size) for path, sha, size in st.outputs_under(con, cat.id, f"{c.id}/parquet/", c.id, parquet=True)}
         pieces.append(((c.id + "/").encode(), fragment_parts(data, parquet) if parquet else [data]))
     pieces.append((b"pgstac/", [_entries(st.outputs_under(con, cat.id, "pgstac/"))]))
     pieces.sort(key=lambda p: p[0])
