@@ -570,13 +570,19 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     for s in gone_shards:
         if cache_files.get(s):
             Path(cache_root, cache_files[s]).unlink(missing_ok=True)
-    if options.validate:  # what this task wrote, beside the other collection tasks
-        run = validate_collection(project, con, coll, open_validator(project))
-        report["validation"] = {"validated": run.checked}
-        report["validation_report"] = run.to_json()
-        with st.Transaction(con):
-            save_report(con, options.run_id, f"collection:{coll.key}", report)
     return report
+
+
+def validate_written(project: Project, coll: CollectionSpec, report: dict, options: BuildOptions) -> None:
+    """After a collection task: validate what it wrote, beside the other collection tasks (see
+    ``verdicts.validate_collection``), and add that to its report. Called once the task's own
+    data is freed, so the two do not add up in the worker's memory."""
+    con = st.connect(project.state_dir)
+    run = validate_collection(project, con, coll, open_validator(project))
+    report["validation"] = {"validated": run.checked}
+    report["validation_report"] = run.to_json()
+    with st.Transaction(con):
+        save_report(con, options.run_id, f"collection:{coll.key}", report)
 
 
 _CHANGED_ITEMS = """SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM {source} records r {on}

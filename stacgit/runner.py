@@ -101,7 +101,10 @@ def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[
     unit = f"collection:{catalog_id}/{collection_id}"
     try:
         project = _project(root, options.run_id)
-        b.build_collection(project, project.catalog(catalog_id).collection(collection_id), shards, options)
+        coll = project.catalog(catalog_id).collection(collection_id)
+        report = b.build_collection(project, coll, shards, options)
+        if options.validate:
+            b.validate_written(project, coll, report, options)
     except (StacgitError, OSError) as exc:
         return _fail(unit, root, options.run_id, exc)
     return True
