@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, copy_examples, stacgit, stacgit_proc, tree
+from conftest import REPO, stacgit, stacgit_proc, tree
 
 CSV = "catalogs/shift/sources/flightlines.csv"
 

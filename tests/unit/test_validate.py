@@ -4,7 +4,6 @@ jsonschema-rs fast path with stac-validator (the reference) on a corpus of docum
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 
