@@ -849,8 +849,12 @@ def _entries(rows) -> bytes:
     return b"".join([_ENTRY % (dumps(path), sha.encode(), size) for path, sha, size in rows])
 
 
+def _fragments_dir(project: Project, cat_id: str) -> Path:
+    return project.state_dir / "fragments" / cat_id
+
+
 def _fragment_path(project: Project, cat_id: str, coll_id: str) -> Path:
-    return project.state_dir / "fragments" / cat_id / f"{coll_id}.part"
+    return _fragments_dir(project, cat_id) / f"{coll_id}.part"
 
 
 _LEGACY_FRAGMENTS = "manifest"
@@ -1005,7 +1009,7 @@ def remove_catalog_output(project: Project, catalog_id: str) -> None:
     """Forget a catalog entirely: its build directory, cache and state."""
     shutil.rmtree(project.build_dir / catalog_id, ignore_errors=True)
     shutil.rmtree(cache_dir(project, catalog_id), ignore_errors=True)
-    shutil.rmtree(_fragment_path(project, catalog_id, "-").parent, ignore_errors=True)
+    shutil.rmtree(_fragments_dir(project, catalog_id), ignore_errors=True)
     shutil.rmtree(pieces_root(project, catalog_id), ignore_errors=True)
     st.drop_catalog(st.connect(project.state_dir), catalog_id)
 

@@ -39,7 +39,7 @@ import orjson
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
-from stacgit.fileio import prefetch, will_need
+from stacgit.fileio import prefetch, pwrite_all, will_need
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
@@ -430,10 +430,8 @@ class _Piece:
     def _put(self, data: bytes | bytearray | memoryview, write: bool = True) -> None:
         if self.sha is not None:
             self.sha.update(data)
-        with memoryview(data) as view:
-            at = 0
-            while write and at < len(view):
-                at += os.pwrite(self.fd, view[at:], self.pos + at)  # type: ignore[arg-type]
+        if write:
+            pwrite_all(self.fd, data, self.pos)  # type: ignore[arg-type]
         self.pos += len(data)
 
 
@@ -947,8 +945,8 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     replaced = {r[0] for r in con.execute("SELECT item_id FROM temp.ex_new UNION ALL SELECT item_id FROM temp.ex_gone")}
     queued = {r[0] for r in con.execute("SELECT item_id FROM feed_pending WHERE catalog=? AND collection=?", key)}
     members = functools.partial(_members, con, key, replaced=replaced, pending=queued)
-    reused = sorted(dirty & set(known_parts) - damaged) if not config_changed else []
-    for part in reused:  # read whole below, one after another: let the disk start on them all now
+    reusable = set() if config_changed else (dirty & set(known_parts)) - damaged  # the previous files are the ones the state describes
+    for part in sorted(reusable):  # read whole below, one after another: let the disk start on them all now
         will_need(pdir / f"{part}.ndjson")
         if gp:
             will_need(parquet_dir / f"{part}.parquet")
@@ -957,7 +955,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         piece_file = pdir / f"{part}.ndjson"
         old = None
         old_ids: list[str] = []
-        if not config_changed and part in known_parts and part not in damaged:
+        if part in reusable:
             old_keys = _old_keys(con, key, part)
             old = _OldPartition(out_dir / pq_rel if gp else None)
             old_ids = [k[1] for k in old_keys]

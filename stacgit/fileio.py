@@ -38,6 +38,15 @@ def map_file(path: str | os.PathLike) -> bytes | mmap.mmap:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
+def pwrite_all(fd: int, data, offset: int) -> int:
+    """Write all of ``data`` (bytes-like) at ``offset`` of ``fd``; returns its length."""
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.pwrite(fd, view[done:], offset + done)
+    return done
+
+
 def will_need(path: str | os.PathLike) -> None:
     """Ask the kernel to start reading a file that is read whole soon (no-op where unsupported
     or missing): its pages come from disk while other work goes on, not one read-ahead window

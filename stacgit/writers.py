@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import orjson
 
+from stacgit.fileio import pwrite_all
 from stacgit.hashing import pretty_json
 
 STAC_VERSION = "1.1.0"
@@ -82,11 +83,7 @@ class AtomicWriter:
         try:
             at = 0
             for part in parts:
-                with memoryview(part) as view:
-                    done = 0
-                    while done < len(view):
-                        done += os.pwrite(fd, view[done:], at + done)
-                at += done
+                at += pwrite_all(fd, part, at)
             os.ftruncate(fd, at)
         finally:
             os.close(fd)
