@@ -98,13 +98,21 @@ def referenced_schemas(project: Project) -> set[str]:
     return {u for u in urls if u}
 
 
-def pull_schemas(project: Project, dest: Path | None = None, online: bool = True) -> dict:
-    """Copy every referenced schema and its ``$ref``s into ``schemas/`` (from schema dirs,
-    the cache, or the network) and write ``schemas.lock.json`` (URL -> sha256)."""
+def pull_schemas(project: Project, dest: Path | None = None, online: bool = True, source: Path | None = None) -> dict:
+    """Copy every referenced schema and its ``$ref``s into ``schemas/`` (from ``source``, a
+    local mirror; else from schema dirs, the cache, or the network) and write
+    ``schemas.lock.json``: URL -> sha256 and where the file came from.
+
+    pystac's bundled STAC 1.1.0 core needs no pin. A file already pinned keeps its recorded
+    origin while its bytes are unchanged."""
     dest = dest or project.root / "schemas"
-    store = SchemaStore.open(project.root, online=online)
+    if source is not None:
+        if not source.is_dir():
+            raise ConfigError(f"--from {source}: not a directory")
+        store = SchemaStore(dirs=[source], online=False)
+    else:
+        store = SchemaStore.open(project.root, online=online)
     urls = referenced_schemas(project)
-    # pystac bundles the 1.1.0 core: nothing to pin for those
     wanted = []
     for u in sorted(urls):
         try:
@@ -115,11 +123,22 @@ def pull_schemas(project: Project, dest: Path | None = None, online: bool = True
             pass
         wanted.append(u)
     written, failed = pull(store, wanted, dest)
+    old = read_lock(dest)
+    provenance = _mirror_provenance(source) if source is not None else {}
     lock = {}
     for path in sorted(dest.rglob("*")):
-        if path.is_file() and path.name != LOCK_FILE:
-            rel = path.relative_to(dest).as_posix()
-            lock["https://" + rel] = sha256_file(str(path))
+        if not path.is_file() or path.name == LOCK_FILE:
+            continue
+        url = "https://" + path.relative_to(dest).as_posix()
+        sha = sha256_file(str(path))
+        if url in written:
+            origin = store.origin(url)
+            origin = url if origin == "network" else provenance.get(url) or f"copied from a local schema mirror ({Path(origin).name})"
+        elif old.get(url, {}).get("sha256") == sha:
+            origin = old[url].get("origin") or "added to schemas/ by hand"
+        else:
+            origin = "added to schemas/ by hand"
+        lock[url] = {"origin": origin, "sha256": sha}
     if lock:
         (dest / LOCK_FILE).write_bytes(pretty_json(lock))
     return {
@@ -129,6 +148,34 @@ def pull_schemas(project: Project, dest: Path | None = None, online: bool = True
         "failed": [{"url": f.url, "why": f.why} for f in failed],
         "dest": str(dest),
     }
+
+
+def read_lock(schema_dir: Path) -> dict[str, dict]:
+    """``schemas.lock.json`` as URL -> {sha256, origin} (a lock of plain URL -> sha256, as
+    earlier versions wrote it, reads as entries without an origin)."""
+    path = schema_dir / LOCK_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    return {u: (e if isinstance(e, dict) else {"sha256": e}) for u, e in data.items()}
+
+
+def _mirror_provenance(mirror: Path) -> dict[str, str]:
+    """Provenance rows of a mirror's ``INDEX.md`` (a Markdown table whose first columns are
+    the canonical URL, the ``$id``, the source repository, the commit and the path), as
+    ``repository@commit:path`` per URL; empty when the mirror has no such index."""
+    index = mirror / "INDEX.md"
+    if not index.is_file():
+        return {}
+    out = {}
+    for line in index.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[0].startswith("https://"):
+            out[cells[0]] = f"{cells[2]}@{cells[3]}:{cells[4]}"
+    return out
 
 
 def format_report(report: Report, max_groups: int = 20) -> str:

@@ -319,15 +319,16 @@ def schemas() -> None:
 @click.option("-C", "--repo", default=".", show_default=True)
 @click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Copy from this schema directory too.")
 @click.option("--offline", is_flag=True, envvar="STACGIT_OFFLINE", help="Copy only from schema directories and the cache.")
+@click.option("--from", "source", type=click.Path(path_type=Path), metavar="DIR", help="Copy only from this local mirror (<host>/<path> layout; its INDEX.md provenance goes into the lock).")
 @click.option("--json", "as_json", is_flag=True)
-def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, as_json: bool) -> None:
+def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, source: Path | None, as_json: bool) -> None:
     """Copy every schema the catalogs reference (with nested $refs) into schemas/ and write
-    schemas/schemas.lock.json, so CI validates offline against pinned files."""
+    schemas/schemas.lock.json (URL, sha256, origin), so builds validate offline against pinned files."""
     from stacgit.checking import add_schema_dirs, pull_schemas
 
     try:
         add_schema_dirs(schema_dirs)
-        result = pull_schemas(_project(repo), online=not offline)
+        result = pull_schemas(_project(repo), online=not offline, source=source)
     except StacgitError as exc:
         _fail(exc)
     if as_json:

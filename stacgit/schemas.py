@@ -59,12 +59,28 @@ def default_cache_dir() -> Path:
     return Path(base) / "stacgit" / "schemas"
 
 
+_CORE_FILES = {
+    "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/": ("item", "bands", "basics", "common", "data-values", "datetime", "instrument", "licensing", "provider"),
+    "https://schemas.stacspec.org/v1.1.0/catalog-spec/json-schema/": ("catalog",),
+    "https://schemas.stacspec.org/v1.1.0/collection-spec/json-schema/": ("collection",),
+}
+
+
+def core_schema_files() -> dict[str, Path]:
+    """URL -> file of the STAC 1.1.0 core and GeoJSON schemas pystac ships as package data.
+
+    They are read as files: pystac's own ``local_validator`` imports ``jsonschema``, which is
+    not a dependency of a plain install, so going through it would validate nothing there."""
+    from importlib.resources import files
+
+    root = Path(str(files("pystac").joinpath("validation", "jsonschemas")))
+    out = {base + name + ".json": root / "stac-spec" / "v1.1.0" / f"{name}.json" for base, names in _CORE_FILES.items() for name in names}
+    out.update({f"https://geojson.org/schema/{name}.json": root / "geojson" / f"{name}.json" for name in ("Feature", "Geometry")})
+    return out
+
+
 def _bundled() -> dict[str, dict]:
-    try:
-        from pystac.validation.local_validator import get_local_schema_cache
-    except ImportError:  # pragma: no cover - pystac is a dependency; tolerate a stripped install
-        return {}
-    return {canonical_url(k): v for k, v in get_local_schema_cache().items()}
+    return {url: orjson.loads(path.read_bytes()) for url, path in core_schema_files().items()}
 
 
 @dataclass
@@ -254,7 +270,7 @@ def pull(store: SchemaStore, urls: Iterable[str], dest: Path) -> tuple[list[str]
         try:
             for u, doc in store.closure(url):
                 rel = url_to_relpath(u)
-                if rel is None:
+                if rel is None or store.origin(u) == "pystac":  # bundled with the package: nothing to pin
                     continue
                 target = dest.joinpath(*rel.parts)
                 if target.is_file():

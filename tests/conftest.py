@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-MIRROR = REPO.parent / "shared" / "stac-schemas"
-"""The offline STAC schema mirror beside the checkout (CI has it; see README)."""
+MIRROR = REPO / "schemas"
+"""The schemas this repository pins (``stacgit schemas pull --from``; provenance in its lock):
+the tests validate offline against them and need nothing beside the checkout."""
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -34,9 +35,9 @@ def _isolated_schema_env(tmp_path_factory):
 
 @pytest.fixture
 def schema_mirror(monkeypatch) -> Path:
-    """STACGIT_SCHEMA_DIR pointed at the offline mirror of STAC core + extension schemas."""
-    if not (MIRROR / "INDEX.md").is_file():
-        pytest.fail(f"the STAC schema mirror is missing at {MIRROR} (tests validate offline against it)")
+    """STACGIT_SCHEMA_DIR pointed at the repository's pinned STAC extension schemas."""
+    if not (MIRROR / "schemas.lock.json").is_file():
+        pytest.fail(f"the pinned schemas are missing at {MIRROR} (tests validate offline against them)")
     monkeypatch.setenv("STACGIT_SCHEMA_DIR", str(MIRROR))
     return MIRROR
 

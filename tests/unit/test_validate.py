@@ -175,7 +175,10 @@ def built_examples(tmp_path, schema_mirror) -> list[dict]:
 def test_fast_path_agrees_with_stac_validator(validator, schema_mirror, built_examples):
     from stac_validator.validate import StacValidate
 
+    from stacgit.schemas import core_schema_files
+
     schema_map = {"https://" + p.relative_to(schema_mirror).as_posix(): str(p) for p in schema_mirror.rglob("*.json")}
+    schema_map.update({url: str(path) for url, path in core_schema_files().items()})
     corpus = list(built_examples)
     for case in ("missing datetime", "bad geometry", "bad dgeo CID", "pointcloud v1 pc:encoding under the v2 URI"):
         doc = item()
