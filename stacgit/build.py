@@ -33,7 +33,7 @@ from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
-from stacgit.exports import FEED_LINK, catalog_exports, pieces_root
+from stacgit.exports import catalog_exports, pieces_root
 from stacgit.fileio import map_file
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
@@ -778,9 +778,9 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     children = [
         link("child", f"./{c.id}/collection.json", title=c.meta.get("title", c.id)) for c in cat.collections
     ]
-    root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, (*cat.links, FEED_LINK))
+    root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, cat.links)
     root_entry = (sha256_bytes(root), len(root))
-    feed = catalog_exports(project, con, cat, writer)
+    catalog_exports(project, con, cat, writer)
     manifest = _manifest(project, con, cat, root_entry)
 
     failures = [
@@ -813,7 +813,7 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         writer.write("failed.ndjson", b"".join(canonical_json(f) + b"\n" for f in failures))
     else:
         failed_path.unlink(missing_ok=True)
-    report = {"unit": "catalog", "catalog": cat.id, "files_written": written, "failed": len(failures), "removed_collections": removed, "items_deleted": removed_items, "changes": feed}
+    report = {"unit": "catalog", "catalog": cat.id, "files_written": written, "failed": len(failures), "removed_collections": removed, "items_deleted": removed_items}
     with st.Transaction(con):
         con.execute(
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",

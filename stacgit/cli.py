@@ -376,8 +376,10 @@ def diff(repo: str, base: str | None, old: Path | None, fmt: str, out: Path | No
 @click.option("--force", is_flag=True, help="Publish over a target someone else published since this build's base.")
 @click.option("--verify", is_flag=True, help="Audit the target (LIST + HEAD) against the manifest and repair drift.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True, help="Parallel uploads.")
+@click.option("--allow-failures", "allow_failures", is_flag=True, help="Publish a build that has failed records (without them).")
+@click.option("--allow-deletes", "allow_deletes", is_flag=True, help="Publish a build that deletes a large share of a collection (see publish: in catalog.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, base_url: str | None, prune: bool, dry_run: bool, force: bool, verify: bool, concurrency: int, as_json: bool) -> None:
+def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, base_url: str | None, prune: bool, dry_run: bool, force: bool, verify: bool, concurrency: int, allow_failures: bool, allow_deletes: bool, as_json: bool) -> None:
     """Upload what changed since the last publish: items and partitions first, the root last.
 
     Credentials come from the standard AWS chain (environment, ~/.aws, roles) and are never
@@ -387,7 +389,7 @@ def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, b
     try:
         summary = run_publish(
             _project(repo), to, catalog, endpoint_url=endpoint_url, base_url=base_url, prune=prune, dry_run=dry_run,
-            force=force, verify=verify, concurrency=concurrency, progress=not as_json,
+            force=force, verify=verify, concurrency=concurrency, progress=not as_json, allow_failures=allow_failures, allow_deletes=allow_deletes,
         )
     except StacgitError as exc:
         _fail(exc)

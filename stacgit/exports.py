@@ -10,7 +10,8 @@ the partitions (year, year-month, or one file) whose items were added, changed o
 The pgstac files ("pieces") are partitioned like the parquet files, so a change rewrites (and
 publishing uploads) only the partitions it touched, and ``pypgstac load`` takes them one chunk
 at a time. With ``pgstac: false`` the pieces are still written, under
-``.stacgit/exports/<catalog>/<collection>/``: the change feed reads its lines from them.
+``.stacgit/exports/<catalog>/<collection>/``: the export takes unchanged rows from the old
+files as they are, and the export of both formats is one pass.
 
 Rows of a partition are sorted by datetime (an item's start: ``start_datetime``, else
 ``datetime``), then id. Items are read in batches, so memory does not grow with the collection.
@@ -44,7 +45,6 @@ from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
-from stacgit.writers import FEED_INDEX
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -248,7 +248,7 @@ class _Member:
     path: str
     sha: str
     old_row: int | None = None  # unchanged since the last export: its row in the old parquet file and line in the old piece
-    pending: bool = True  # the next change feed reads its line: its offset is recorded
+    pending: bool = True  # changed since the last export: its row in ``exported`` is written again
 
 
 def _arrow_names(t: pa.DataType) -> pa.DataType:
@@ -742,7 +742,7 @@ def _readable(out_dir: Path, path: str, data: bytes | OSError | None) -> bytes:
 
 def pieces_root(project: Project, catalog_id: str) -> Path:
     """Where the pgstac pieces of a catalog's collections with ``pgstac: false`` live:
-    ``.stacgit/exports/<catalog>/<collection>/`` (not published; the change feed reads them)."""
+    ``.stacgit/exports/<catalog>/<collection>/`` (not published; the next export reuses their lines)."""
     return project.state_dir / "exports" / catalog_id
 
 
@@ -790,12 +790,12 @@ _OLD = "SELECT e.sort, e.item_id, e.path, e.sha256 " + _OLD_ROWS
 _OLD_KEYS = "SELECT e.sort, e.item_id " + _OLD_ROWS
 
 
-def _members(con, key: tuple[str, str], part: str, replaced: set[str], pending: set[str]) -> Iterator[_Member]:
+def _members(con, key: tuple[str, str], part: str, replaced: set[str]) -> Iterator[_Member]:
     """A partition's items, sorted by datetime then id, each to be read and converted: the
     changed ones, and those unchanged since the last export (not ``replaced``: changed or gone
-    from the build). ``pending``: items the next change feed reads."""
+    from the build)."""
     fresh = (_Member(*r) for r in con.execute(_FRESH, (part,)))
-    old = (_Member(sort, item_id, path, sha, None, item_id in pending) for sort, item_id, path, sha in con.execute(_OLD, (*key, part)) if item_id not in replaced)
+    old = (_Member(sort, item_id, path, sha, None, False) for sort, item_id, path, sha in con.execute(_OLD, (*key, part)) if item_id not in replaced)
     return heapq.merge(fresh, old, key=lambda m: (m.sort, m.item_id))  # str order is UTF-8 byte order, as SQLite sorts
 
 
@@ -804,16 +804,14 @@ def _old_keys(con, key: tuple[str, str], part: str) -> list[tuple[str, str]]:
     return con.execute(_OLD_KEYS, (*key, part)).fetchall()
 
 
-def _segments(con, key: tuple[str, str], part: str, old_keys: list[tuple[str, str]], replaced: set[str], pending: set[str]) -> Iterator[_Member | range]:
+def _segments(con, key: tuple[str, str], part: str, old_keys: list[tuple[str, str]], replaced: set[str]) -> Iterator[_Member | range]:
     """A partition's rows in order, for an export that reuses the old files: runs of old rows
-    unchanged since the last export (ranges of row numbers), the changed items (members to be
-    read and converted), and unchanged items the next change feed reads (members with their
-    ``old_row``: their new offset is recorded). Only the few changed, gone and pending items
-    are looked at one by one, not the partition's ~30K unchanged rows."""
+    unchanged since the last export (ranges of row numbers) and the changed items (members to
+    be read and converted). Only the few changed and gone items are looked at one by one, not
+    the partition's unchanged rows."""
     fresh = [_Member(*r) for r in con.execute(_FRESH, (part,))]
     places = [bisect.bisect_left(old_keys, (m.sort, m.item_id)) for m in fresh]  # the old row each goes before
-    special = replaced | pending
-    marked = [i for i, k in enumerate(old_keys) if k[1] in special]
+    marked = [i for i, k in enumerate(old_keys) if k[1] in replaced]
     at = f = 0  # old rows before ``at`` are placed, and fresh members before ``f``
     for i in [*marked, len(old_keys)]:
         while f < len(fresh) and places[f] <= i:
@@ -826,10 +824,6 @@ def _segments(con, key: tuple[str, str], part: str, old_keys: list[tuple[str, st
             yield range(at, i)
         if i == len(old_keys):
             return
-        sort, item_id = old_keys[i]
-        if item_id not in replaced:  # unchanged, and pending
-            path, sha = con.execute("SELECT path, sha256 FROM exported WHERE catalog=? AND collection=? AND item_id=?", (*key, item_id)).fetchone()
-            yield _Member(sort, item_id, path, sha, i, True)
         at = i + 1
 
 
@@ -943,8 +937,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
 
     # the few changed and queued items as sets: a lookup per old row in SQL cost 3 s at 800K
     replaced = {r[0] for r in con.execute("SELECT item_id FROM temp.ex_new UNION ALL SELECT item_id FROM temp.ex_gone")}
-    queued = {r[0] for r in con.execute("SELECT item_id FROM feed_pending WHERE catalog=? AND collection=?", key)}
-    members = functools.partial(_members, con, key, replaced=replaced, pending=queued)
+    members = functools.partial(_members, con, key, replaced=replaced)
     reusable = set() if config_changed else (dirty & set(known_parts)) - damaged  # the previous files are the ones the state describes
     for part in sorted(reusable):  # read whole below, one after another: let the disk start on them all now
         will_need(pdir / f"{part}.ndjson")
@@ -962,7 +955,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
             if gp and old.rows != len(old_keys):  # not the files the state describes: convert everything
                 old.close()
                 old = None
-        group = _segments(con, key, part, old_keys, replaced, queued) if old is not None else members(part)
+        group = _segments(con, key, part, old_keys, replaced) if old is not None else members(part)
         first = next(group, None)
         if first is None:
             if old is not None:
@@ -1034,9 +1027,6 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
                 con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, f"{coll.id}/parquet/{part}.parquet", coll.id, None, "parquet", None, sha, size, None))
         if gp is None:
             con.execute("DELETE FROM outputs WHERE catalog=? AND collection=? AND kind='parquet'", key)
-        # the next change feed looks at these items only
-        con.execute("INSERT OR IGNORE INTO feed_pending SELECT ?, ?, item_id FROM temp.ex_new", key)
-        con.execute("INSERT OR IGNORE INTO feed_pending SELECT ?, ?, item_id FROM temp.ex_gone", key)
         con.execute("DELETE FROM exported WHERE catalog=? AND collection=? AND item_id IN (SELECT item_id FROM temp.ex_gone)", key)
         con.execute(  # rows updated in place (most only move to another offset)
             "INSERT INTO exported SELECT ?, ?, item_id, sha256, part, sort, path, off, len FROM temp.ex_rows WHERE true "
@@ -1075,27 +1065,10 @@ def _tidy_pieces(project: Project, coll: CollectionSpec, parts: set[str]) -> Non
             f.unlink()
 
 
-FEED_LINK = {"rel": "monitor", "href": f"./{FEED_INDEX}", "type": "application/json", "title": "Change feed: items added, updated and deleted by each build"}
-
-
-_UPSERTS = """FROM feed_pending p CROSS JOIN exported e ON e.catalog=p.catalog AND e.collection=p.collection AND e.item_id=p.item_id
-  LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id
- WHERE p.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256)"""
-"""Items added or changed since the last feed."""
-_DELETES = """FROM feed_pending p CROSS JOIN fed f ON f.catalog=p.catalog AND f.collection=p.collection AND f.item_id=p.item_id
-  LEFT JOIN exported e ON e.catalog=f.catalog AND e.collection=f.collection AND e.item_id=f.item_id
- WHERE p.catalog=:c AND e.item_id IS NULL"""
-"""Items the last feed had that are gone."""
-
-
-def catalog_exports(project: Project, con, cat, writer) -> dict:
-    """After the collections are exported: ``pgstac/collections.ndjson``, and when items changed
-    since the last feed, a change feed ``changes/<digest>.ndjson`` (listed newest first in
-    ``changes/index.json``) and ``pgstac/changes.ndjson``. Returns the counts of the feed.
-
-    The feed and ``pgstac/changes.ndjson`` describe a build relative to the previous one on
-    this machine, so they are history, not a function of the commit: they are left out of
-    ``manifest.json`` (publishing carries them separately)."""
+def catalog_exports(project: Project, con, cat, writer) -> None:
+    """After the collections are exported: ``pgstac/collections.ndjson``, the collections in the
+    form ``pypgstac load collections`` takes. (What changed since the last publish is computed
+    by ``publish`` from the published manifest: the build holds no history.)"""
     out_dir = project.build_dir / cat.id
     pg = [c for c in cat.collections if c.pgstac]
     if pg:
@@ -1109,111 +1082,6 @@ def catalog_exports(project: Project, con, cat, writer) -> dict:
         (out_dir / "pgstac" / "collections.ndjson").unlink(missing_ok=True)
         with st.Transaction(con):
             con.execute("DELETE FROM outputs WHERE catalog=? AND path='pgstac/collections.ndjson'", (cat.id,))
-
-    # the first feed on this machine (no state yet, e.g. a CI runner without a cache) lists every
-    # item: it is marked a snapshot, so a consumer knows anything it has beyond it was deleted
-    snapshot = con.execute("SELECT 1 FROM fed WHERE catalog=? LIMIT 1", (cat.id,)).fetchone() is None
-    args = {"c": cat.id}
-    # the feed compares only the items exports queued, and every item of a collection that is
-    # no longer exported at all (removed from catalog.yaml: its state is gone, not its feed)
-    with st.Transaction(con):
-        exported = {r[0] for r in con.execute("SELECT collection FROM export_config WHERE catalog=?", (cat.id,))}
-        for (coll_id,) in con.execute("SELECT DISTINCT collection FROM fed WHERE catalog=?", (cat.id,)).fetchall():
-            if coll_id not in exported:
-                con.execute("INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed WHERE catalog=? AND collection=?", (cat.id, coll_id))
-    added, updated = con.execute(f"SELECT COUNT(*) - COUNT(f.sha256), COUNT(f.sha256) {_UPSERTS}", args).fetchone()
-    deleted = con.execute(f"SELECT COUNT(*) {_DELETES}", args).fetchone()[0]
-    counts = {"added": added, "updated": updated, "deleted": deleted}
-    if not added + updated + deleted and (out_dir / FEED_INDEX).exists():
-        _settle_feed(con, args)
-        return counts
-    # the feed: one line per change, sorted by (collection, id, op, digest), streamed to a
-    # temporary file and named by its digest
-    tmp_dir = project.state_dir / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    feed_tmp = tmp_dir / f"{cat.id}.feed.ndjson.tmp"
-    digest = hashlib.sha256()
-    rows = con.execute(
-        f"SELECT f.collection, f.item_id, 'delete', f.sha256 {_DELETES} UNION ALL "
-        f"SELECT e.collection, e.item_id, CASE WHEN f.sha256 IS NULL THEN 'add' ELSE 'update' END, e.sha256 {_UPSERTS} "
-        "ORDER BY 1, 2, 3, 4",
-        args,
-    )
-    with open(feed_tmp, "wb") as out:
-        for c, i, op, sha in rows:
-            line = orjson.dumps({"collection": c, "digest": f"sha256:{sha}", "id": i, "op": op}) + b"\n"
-            digest.update(line)
-            out.write(line)
-    name = digest.hexdigest()[:16] + ".ndjson"
-    index_path = out_dir / FEED_INDEX
-    entries = orjson.loads(index_path.read_bytes())["feeds"] if index_path.exists() else []
-    if added + updated + deleted:
-        (out_dir / "changes").mkdir(parents=True, exist_ok=True)
-        shutil.move(feed_tmp, out_dir / "changes" / name)
-        entry = {"href": f"./{name}", **counts, **({"snapshot": True} if snapshot else {})}
-        entries = [entry] + [e for e in entries if e["href"] != f"./{name}"]
-    else:
-        feed_tmp.unlink()
-    writer.write(FEED_INDEX, pretty_json({"feeds": entries}))
-
-    if pg:
-        # deletes (removed items, and items whose datetime moved: pgstac partitions by it)
-        # first, then inserts and upserts in the pieces' order
-        pieces = PieceReader(project, cat)
-        tmp = tmp_dir / f"{cat.id}.changes.ndjson.tmp"
-        try:
-            with open(tmp, "wb") as out:
-                for c, i in con.execute(
-                    f"SELECT f.collection, f.item_id {_DELETES} UNION ALL "
-                    f"SELECT e.collection, e.item_id {_UPSERTS} AND f.sha256 IS NOT NULL AND f.sort IS NOT e.sort ORDER BY 1, 2",
-                    args,
-                ):
-                    out.write(orjson.dumps({"collection": c, "id": i, "op": "delete"}) + b"\n")
-                for c, part, off, length, insert in con.execute(
-                    f"SELECT e.collection, e.part, e.off, e.len, f.sha256 IS NULL OR f.sort IS NOT e.sort {_UPSERTS} ORDER BY 1, 2, 3", args
-                ):
-                    op = b"insert" if insert else b"upsert"
-                    out.write(b'{"item":' + pieces.read(c, part, off, length)[:-1] + b',"op":"' + op + b'"}\n')
-        finally:
-            pieces.close()
-        os.replace(tmp, out_dir / "pgstac" / "changes.ndjson")
-    _settle_feed(con, args)
-    return counts
-
-
-def _settle_feed(con, args: dict) -> None:
-    """``fed`` becomes what was exported (for the queued items: no other row differs), and the
-    queue is emptied."""
-    with st.Transaction(con):
-        con.execute(f"DELETE FROM fed WHERE rowid IN (SELECT f.rowid {_DELETES})", args)
-        con.execute(
-            "INSERT OR REPLACE INTO fed SELECT e.catalog, e.collection, e.item_id, e.sha256, e.sort, e.path "
-            "FROM feed_pending p CROSS JOIN exported e ON e.catalog=p.catalog AND e.collection=p.collection AND e.item_id=p.item_id "
-            "LEFT JOIN fed f ON f.catalog=e.catalog AND f.collection=e.collection AND f.item_id=e.item_id "
-            "WHERE p.catalog=:c AND (f.sha256 IS NULL OR f.sha256 != e.sha256 OR f.sort IS NOT e.sort OR f.path IS NOT e.path)",
-            args,
-        )
-        con.execute("DELETE FROM feed_pending WHERE catalog=:c", args)
-
-
-class PieceReader:
-    """Lines of the pgstac pieces by (collection, partition, offset, length); files stay open
-    until :meth:`close`."""
-
-    def __init__(self, project: Project, cat):
-        self.dirs = {c.id: pieces_dir(project, c) for c in cat.collections}
-        self.files: dict[tuple[str, str], Any] = {}
-
-    def read(self, collection: str, part: str, off: int, length: int) -> bytes:
-        f = self.files.get((collection, part))
-        if f is None:
-            f = self.files[(collection, part)] = open(self.dirs[collection] / f"{part}.ndjson", "rb")
-        f.seek(off)  # within the buffer when the lines are close: no system call
-        return f.read(length)
-
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
 
 
 __all__ = ["export_collection", "catalog_exports", "export_stale", "item_columns", "json_schema", "pgstac_line"]

@@ -118,7 +118,7 @@ CATALOG_NODE = S.obj(
         "description": S.STR,
         "license": S.STR,
         "links": S.Node(("map", "list")),
-        "publish": S.obj({"base_url": S.STR}),
+        "publish": S.obj({"base_url": S.STR, "max_delete_share": S.NUMBER, "max_delete_items": S.INT}),
         "layout": _LAYOUT,
         "geoparquet": _GEOPARQUET,
         "pgstac": S.BOOL,

@@ -33,10 +33,11 @@ from stacgit.errors import PublishError, StalePublishError
 from stacgit.hashing import pretty_json, sha256_bytes, sha256_file
 from stacgit.project import Project
 from stacgit.stores import LARGE, Conflict, Store, Target, check_rel, open_store
-from stacgit.writers import FEED_INDEX, GEOJSON, JSON, read_manifest
+from stacgit.exports import pgstac_line
+from stacgit.feed import FEED_DIR, FEED_INDEX, Change, compute_changes, counts, feed_name, item_key, render_feed, render_pgstac_feed
+from stacgit.writers import GEOJSON, JSON, read_manifest
 
 MANIFEST = ".stacgit/manifest.json"
-FEED_DIR = "changes/"
 FORMAT = 1
 
 PARQUET = "application/vnd.apache.parquet"
@@ -151,6 +152,7 @@ class CatalogPlan:
     deletes: list[str] = field(default_factory=list)  # removed since the last publish, or orphans found
     feeds: list[dict] = field(default_factory=list)
     desired: dict[str, Entry] = field(default_factory=dict)  # every file this publish should leave live
+    changes: list[Change] = field(default_factory=list)  # items added, updated, deleted since the last publish
     repaired: int = 0
     sent_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -220,29 +222,45 @@ def check_base(project: Project, plan: CatalogPlan, record: dict, force: bool) -
         )
 
 
-def _feed_files(out_dir: Path, remote: dict | None, base_url: str | None) -> tuple[list[Entry], list[dict], bytes | None]:
-    """New change-feed records, the merged feed list (newest first) and the feed index."""
-    index = out_dir / FEED_INDEX
-    local = orjson.loads(index.read_bytes())["feeds"] if index.exists() else []
+def _feed_files(project: Project, plan: CatalogPlan, files: dict[str, dict], base_url: str | None) -> tuple[list[Entry], list[dict], bytes | None]:
+    """The change-feed record of this publish (and its pgstac form), the feed list (newest
+    first) and the feed index. See :mod:`stacgit.feed`."""
+    catalog, remote = plan.catalog, plan.remote
+    changes = compute_changes((remote or {}).get("files"), files)
+    plan.changes = changes
     published = list((remote or {}).get("feeds") or [])
-    known = {e.get("href") for e in published}
     entries, new = [], []
-    for e in local:
-        href = e.get("href", "")
-        if href in known or not href.startswith("./"):
-            continue
-        rel = check_rel(FEED_DIR + href[2:], str(index))
-        path = out_dir / rel
-        if not path.is_file():
-            raise PublishError(f"{index}: lists {href}, which is missing: run stacgit build")
-        data = path.read_bytes()
-        entries.append(Entry(rel, sha256_bytes(data), len(data), classify(rel), data))
-        new.append(e)
+    if changes:
+        data = render_feed(changes)
+        name = feed_name(data)
+        entry: dict[str, Any] = {"href": f"./{name}.ndjson", **counts(changes), **({"snapshot": True} if remote is None else {})}
+        entries.append(_generated(f"{FEED_DIR}{name}.ndjson", data))
+        pg = _pgstac_changes(project, catalog, changes)
+        if pg and remote is not None:  # a first publish loads the pgstac/ files whole
+            out_dir = project.build_dir / catalog
+            data = render_pgstac_feed(pg, lambda rel: orjson.loads((out_dir / rel).read_bytes()), pgstac_line)
+            entries.append(_generated(f"{FEED_DIR}{name}.pgstac.ndjson", data))
+            entry["pgstac"] = f"./{name}.pgstac.ndjson"
+        if entry["href"] not in {e.get("href") for e in published}:
+            new.append(entry)
     feeds = new + published
-    if not feeds and not index.exists():
+    if not feeds:
         return entries, feeds, None
-    shown = [dict(e, href=urljoin(base_url + FEED_INDEX, e["href"])) for e in feeds] if base_url else feeds
+    shown = [dict(e, **{k: urljoin(base_url + FEED_INDEX, e[k]) for k in ("href", "pgstac") if k in e}) for e in feeds] if base_url else feeds
     return entries, feeds, pretty_json({"feeds": shown})
+
+
+def _generated(rel: str, data: bytes) -> Entry:
+    return Entry(rel, sha256_bytes(data), len(data), classify(rel), data)
+
+
+def _pgstac_changes(project: Project, catalog: str, changes: list[Change]) -> list[Change]:
+    """The changes of collections with pgstac output, and the deletes of collections gone from
+    catalog.yaml (their items are still in the database)."""
+    colls = project.catalog(catalog).collections
+    pg = {c.id for c in colls if c.pgstac}
+    known = {c.id for c in colls}
+    return [c for c in changes if c.collection in pg or (c.op == "delete" and c.collection not in known)] if pg else []
 
 
 def plan_catalog(project: Project, catalog: str, store: Store, base_url: str | None, force: bool) -> CatalogPlan:
@@ -251,7 +269,7 @@ def plan_catalog(project: Project, catalog: str, store: Store, base_url: str | N
     remote, tag = read_remote(store, force)
     plan = CatalogPlan(catalog, store, base_url, remote, tag)
     plan.desired = desired = {rel: Entry(rel, e["sha256"], e["size"], classify(rel), out_dir / rel) for rel, e in files.items()}
-    feed_entries, plan.feeds, index = _feed_files(out_dir, remote, base_url)
+    feed_entries, plan.feeds, index = _feed_files(project, plan, files, base_url)
     for e in feed_entries:
         desired[e.rel] = e
     if index is not None:
@@ -272,6 +290,52 @@ def plan_catalog(project: Project, catalog: str, store: Store, base_url: str | N
     gone |= set((remote or {}).get("orphans") or {}) - set(desired)
     plan.deletes = sorted(gone)
     return plan
+
+
+DEFAULT_MAX_DELETE_SHARE = 0.1
+DEFAULT_MAX_DELETE_ITEMS = 10
+
+
+def check_guards(project: Project, plan: CatalogPlan, allow_failures: bool, allow_deletes: bool) -> None:
+    """Refuse what is almost always a mistake upstream of the publish (a mapping typo, a source
+    that lost a column or its rows) before it reaches the live catalog: a build with failed
+    records, or one that deletes more than ``max_delete_share`` of a published collection's
+    items and at least ``max_delete_items`` of them (``publish:`` in catalog.yaml)."""
+    failed = project.build_dir / plan.catalog / "failed.ndjson"
+    if failed.is_file() and not allow_failures:
+        n = sum(1 for _ in failed.open("rb"))
+        raise PublishError(
+            f"catalog '{plan.catalog}': the build has {n} failed record(s) ({_rel(project, failed)}): "
+            "refusing to publish (guard: failed records); fix them, or pass --allow-failures to publish without them"
+        )
+    if allow_deletes or plan.remote is None:
+        return
+    settings = project.catalog(plan.catalog).publish
+    share = float(settings.get("max_delete_share", DEFAULT_MAX_DELETE_SHARE))
+    least = int(settings.get("max_delete_items", DEFAULT_MAX_DELETE_ITEMS))
+    published: dict[str, int] = {}
+    for rel in plan.remote.get("files") or {}:
+        key = item_key(rel)
+        if key is not None:
+            published[key[0]] = published.get(key[0], 0) + 1
+    deleted: dict[str, int] = {}
+    for c in plan.changes:
+        if c.op == "delete":
+            deleted[c.collection] = deleted.get(c.collection, 0) + 1
+    for coll, n in sorted(deleted.items()):
+        if n >= least and n > share * published.get(coll, 0):
+            raise PublishError(
+                f"catalog '{plan.catalog}', collection '{coll}': this publish would delete {n} of its {published.get(coll, 0)} "
+                f"published items (more than {share:.0%} and at least {least}): refusing to publish (guard: deletes); "
+                "check the build, or pass --allow-deletes if the deletions are meant"
+            )
+
+
+def _rel(project: Project, path: Path) -> str:
+    try:
+        return path.relative_to(project.root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def verify_catalog(plan: CatalogPlan, concurrency: int) -> None:
@@ -453,6 +517,8 @@ def run_publish(
     verify: bool = False,
     concurrency: int = 16,
     progress: bool = True,
+    allow_failures: bool = False,
+    allow_deletes: bool = False,
 ) -> dict:
     """Publish one catalog or every catalog of the project to ``to`` (``s3://bucket/prefix``
     or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``). Returns the summary."""
@@ -474,6 +540,7 @@ def run_publish(
         store = open_store(target, cat_id, endpoint_url, concurrency)
         plan = plan_catalog(project, cat_id, store, cat_base, force)
         check_base(project, plan, record, force)
+        check_guards(project, plan, allow_failures, allow_deletes)
         if verify:
             verify_catalog(plan, concurrency)
         summary = {

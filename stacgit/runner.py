@@ -475,7 +475,6 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     totals = {"processed": 0, "mapped": 0, "written": 0, "deleted": 0, "failed": 0}
     files_written = files_deleted = 0
     export_totals = {"partitions_written": 0, "partitions_deleted": 0}
-    changes = {"added": 0, "updated": 0, "deleted": 0}
     errors: list[dict] = []
     for unit, data in con.execute("SELECT unit, data FROM reports WHERE run_id=? ORDER BY unit", (run_id,)):
         rep = orjson.loads(data)
@@ -496,8 +495,6 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         else:
             files_written += rep["files_written"]
             totals["deleted"] += rep["items_deleted"]
-            for k, v in rep.get("changes", {}).items():
-                changes[k] += v
     seen = {e["unit"] for e in errors}
     for unit, msg in failures:
         if unit not in seen:
@@ -531,7 +528,6 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         "failed_records": failed_records,
         "patches": patches,
         "exports": export_totals,
-        "changes": changes,
         "validation": validation,
         "warnings": warnings,
         "errors": errors,

@@ -28,17 +28,13 @@ Tables
               the schema set (core + extensions + custom) it was validated against
   exported    each item as the GeoParquet partitions and pgstac files hold it: sha256, partition,
               sort key (rows and lines are in (sort, item_id) order), and the offset/length of its
-              line in the partition's pgstac piece, kept for the items in ``feed_pending`` only
+              line in the partition's pgstac piece (when it was last written)
   export_parts  sha256 and size of each written partition file
   export_config the export settings + column types digest, and the collection input digest,
               of the last export of each collection
   export_queue  items whose output was written or deleted since their collection's last export,
               filled by triggers on ``outputs``: the export compares these with ``exported``,
               not every item (and every item when the counts do not add up)
-  fed         each item as the last change feed left it (not per collection: a collection
-              removed from catalog.yaml still shows up as deletions)
-  feed_pending  items an export added, changed or removed since the last change feed: the
-              feed compares only these with ``fed``
   unvalidated outputs (STAC documents) written or deleted since validation last looked at them,
               filled by triggers on ``outputs``: validation reads these, not every output
   schema_sets the schema URLs of each set and the fingerprint of their content at the time;
@@ -55,7 +51,7 @@ from pathlib import Path
 
 from stacgit.errors import StacgitError
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
@@ -109,8 +105,6 @@ DROP INDEX IF EXISTS exported_by_part;
 CREATE INDEX IF NOT EXISTS exported_in_order ON exported (catalog, collection, part, sort, item_id);
 CREATE TABLE IF NOT EXISTS export_parts (catalog TEXT, collection TEXT, part TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (catalog, collection, part));
 CREATE TABLE IF NOT EXISTS export_config (catalog TEXT, collection TEXT, digest TEXT, input_digest TEXT, PRIMARY KEY (catalog, collection));
-CREATE TABLE IF NOT EXISTS fed (
-  catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, sort TEXT, path TEXT, PRIMARY KEY (catalog, collection, item_id));
 CREATE TABLE IF NOT EXISTS reports (run_id TEXT, unit TEXT, data TEXT, PRIMARY KEY (run_id, unit));
 """
 
@@ -118,8 +112,6 @@ STAC_KINDS = "('item', 'catalog', 'root')"
 """Outputs that are STAC documents (GeoParquet and pgstac NDJSON are exports of them)."""
 
 _QUEUES = (
-    """CREATE TABLE IF NOT EXISTS feed_pending (
-       catalog TEXT, collection TEXT, item_id TEXT, PRIMARY KEY (catalog, collection, item_id)) WITHOUT ROWID""",
     "CREATE TABLE IF NOT EXISTS unvalidated (catalog TEXT, path TEXT, PRIMARY KEY (catalog, path)) WITHOUT ROWID",
     f"""CREATE TRIGGER IF NOT EXISTS outputs_written AFTER INSERT ON outputs WHEN new.kind IN {STAC_KINDS}
        BEGIN INSERT OR IGNORE INTO unvalidated VALUES (new.catalog, new.path); END""",
@@ -151,15 +143,13 @@ summary of the verdicts computed at one count holds as long as the count is the 
 queues are described with the tables at the top of this module."""
 
 _QUEUE_OBJECTS = (
-    "feed_pending", "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated",
+    "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated",
     "export_queue", "item_written", "item_deleted", "item_queue", "record_added", "record_removed",
 )
 """What ``_QUEUES`` makes: a store missing any of them gets them (and the ``_SEED`` of each
 queue table it did not have)."""
 
 _SEED = (
-    ("unvalidated", "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM exported"),
-    ("unvalidated", "INSERT OR IGNORE INTO feed_pending SELECT catalog, collection, item_id FROM fed"),
     ("unvalidated", f"INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN {STAC_KINDS}"),
     ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM outputs WHERE kind = 'item' AND item_id IS NOT NULL"),
     ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM exported"),
@@ -289,5 +279,5 @@ def item_count(con: sqlite3.Connection, key: tuple[str, str]) -> int:
 
 def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
-        for table in COLLECTION_TABLES + ("schema_sets", "feed_pending", "unvalidated"):
+        for table in COLLECTION_TABLES + ("schema_sets", "unvalidated"):
             con.execute(f"DELETE FROM {table} WHERE catalog=?", (catalog,))

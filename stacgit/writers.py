@@ -20,8 +20,6 @@ from stacgit.hashing import pretty_json
 STAC_VERSION = "1.1.0"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
-FEED_INDEX = "changes/index.json"
-"""The change feed's index, relative to a catalog's build (and published) root."""
 
 _counter = itertools.count()
 

@@ -65,17 +65,10 @@ def repo(tmp_path: Path) -> Path:
     return copy_examples(tmp_path / "repo")
 
 
-def is_history(rel: str) -> bool:
-    """The change feed and pgstac changes describe a build relative to the previous one on
-    the machine (history), so they are not part of what a commit determines."""
-    parts = rel.split("/")
-    return len(parts) > 1 and (parts[1] == "changes" or parts[1:] == ["pgstac", "changes.ndjson"])
-
-
-def tree(path: Path, history: bool = False) -> dict[str, bytes]:
-    """Every file under ``path`` (a build directory), without history files unless asked."""
-    files = {p.relative_to(path).as_posix(): p for p in sorted(path.rglob("*")) if p.is_file()}
-    return {rel: p.read_bytes() for rel, p in files.items() if history or not is_history(rel)}
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (a build directory): the build holds no history, so all of it
+    is what the commit determines."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 class Result:

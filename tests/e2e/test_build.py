@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import add_synthetic, copy_examples, is_history, stacgit, stacgit_proc, tree
+from conftest import add_synthetic, copy_examples, stacgit, stacgit_proc, tree
 from helpers_stac import core_errors
 
 CSV = "catalogs/shift/sources/flightlines.csv"
@@ -136,7 +136,6 @@ def test_manifest_lists_every_output(repo):
         root = repo / "build" / cat
         manifest = json.loads((root / "manifest.json").read_text())["files"]
         on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"manifest.json"}
-        on_disk = {p for p in on_disk if not is_history(f"{cat}/{p}")}  # the change feed is history, not content
         assert set(manifest) == on_disk
         for rel, entry in manifest.items():
             data = (root / rel).read_bytes()

@@ -15,6 +15,7 @@ import rustac
 import stac_geoparquet.arrow as sga
 
 from conftest import add_synthetic, stacgit, tree
+from stacgit.exports import pgstac_line
 
 CSV = "catalogs/shift/sources/flightlines.csv"
 SHIFT = "shift/aviris-ng-l2a"
@@ -213,50 +214,12 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     # the changed item is converted before the piece is rewritten, then all nine
     assert converted[0] == lines[may[1]].split(",")[0] and sorted(converted[1:]) == sorted(l.split(",")[0] for l in map(lines.__getitem__, may))
     result = (part.read_bytes(), piece.read_bytes())
-    changes = [orjson.loads(l) for l in (repo / "build/shift/pgstac/changes.ndjson").read_bytes().splitlines()]
-    assert [(c["op"], c["item"]["id"]) for c in changes] == [("upsert", lines[may[1]].split(",")[0])]
-    assert orjson.dumps(changes[0]["item"], option=orjson.OPT_SORT_KEYS) + b"\n" in result[1]
+    edited = next((repo / "build/shift").rglob(lines[may[1]].split(",")[0] + ".json"))
+    assert pgstac_line(orjson.loads(edited.read_bytes())) in result[1]  # the piece holds the item as built now
     piece.unlink()
     converted.clear()
     build(repo)
     assert len(converted) == 9 and (part.read_bytes(), piece.read_bytes()) == result
-
-
-def test_an_item_waiting_for_the_change_feed_keeps_its_line_when_the_partition_is_rewritten(repo, monkeypatch):
-    """An item exported but not yet in a change feed (the catalog task did not run) has its
-    line's offset recorded again when a later change rewrites its partition and moves the line."""
-    from stacgit import build as b
-    from stacgit.errors import BuildError
-
-    build(repo)
-    lines = (repo / CSV).read_text().splitlines(keepends=True)
-    may = [i for i, l in enumerate(lines) if l.startswith("ang202205")]
-    waiting, before = lines[may[5]].split(",")[0], lines[may[1]].split(",")[0]
-    lines[may[5]] = lines[may[5]].replace(",good", ",fair") if ",good" in lines[may[5]] else lines[may[5]].replace(",fair", ",good")
-    (repo / CSV).write_text("".join(lines))
-
-    def stop(*args, **kwargs):
-        raise BuildError("stopped before the catalog task")
-
-    with monkeypatch.context() as m:
-        m.setattr(b, "build_catalog", stop)
-        assert stacgit(repo, "build", "--json", "-j", "1").exit_code != 0
-    import sqlite3
-
-    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
-        assert con.execute("SELECT item_id FROM feed_pending").fetchall() == [(waiting,)]
-    # a change to an earlier line of the same partition, which makes that line longer
-    fields = lines[may[1]].split(",")
-    fields[8] += ";kelp"  # tags
-    lines[may[1]] = ",".join(fields)
-    (repo / CSV).write_text("".join(lines))
-    res = build(repo)
-    assert res.json["changes"] == {"added": 0, "updated": 2, "deleted": 0}
-    piece = (repo / "build/shift/pgstac/aviris-ng-l2a/2022-05.ndjson").read_bytes().splitlines(keepends=True)
-    changes = [orjson.loads(l) for l in (repo / "build/shift/pgstac/changes.ndjson").read_bytes().splitlines()]
-    assert sorted(c["item"]["id"] for c in changes) == sorted([waiting, before])
-    for c in changes:  # each is the item's line as the piece holds it now
-        assert orjson.dumps(c["item"], option=orjson.OPT_SORT_KEYS) + b"\n" in piece
 
 
 _KILL_IN_PLACE = """
@@ -431,7 +394,7 @@ def test_pgstac_ndjson_is_loadable(repo):
         total += len(ids)
     assert total == 400
     assert "pgstac/collections.ndjson" in manifest
-    assert not any(p.startswith("changes/") or p == "pgstac/changes.ndjson" for p in manifest)
+    assert not (out / "changes").exists() and not (out / "pgstac/changes.ndjson").exists()  # history is publish's
     assert not (repo / ".stacgit" / "exports" / "synthetic").exists()  # published pieces are not kept twice
 
 
@@ -479,51 +442,6 @@ def test_pgstac_pieces_follow_the_partitions_and_the_setting(repo):
     assert {p.name: p.read_bytes() for p in pg.iterdir()} == after
 
 
-def test_change_feed_and_pgstac_changes(repo):
-    build(repo)
-    root = orjson.loads((repo / "build" / "shift" / "catalog.json").read_bytes())
-    assert {"rel": "monitor", "href": "./changes/index.json"}.items() <= next(l for l in root["links"] if l["rel"] == "monitor").items()
-    index = orjson.loads((repo / "build" / "shift" / "changes" / "index.json").read_bytes())["feeds"]
-    assert len(index) == 1 and index[0]["added"] == 33 and index[0]["deleted"] == 0
-    assert index[0]["snapshot"] is True  # the first feed lists every item
-    # move one flight line's datetime (its id encodes the time), change another, delete a third
-    lines = (repo / CSV).read_text().splitlines(keepends=True)
-    header, rows = lines[0], lines[1:]
-    moved_old = rows[0].split(",")[0]
-    moved_new = moved_old[:-2] + ("00" if moved_old[-2:] != "00" else "01")
-    rows[0] = rows[0].replace(moved_old, moved_new, 1)
-    deleted = rows[1].split(",")[0]
-    del rows[1]
-    (repo / CSV).write_text(header + "".join(rows))
-    res = build(repo)
-    assert res.json["changes"] == {"added": 1, "updated": 0, "deleted": 2}
-    index = orjson.loads((repo / "build" / "shift" / "changes" / "index.json").read_bytes())["feeds"]
-    assert len(index) == 2 and index[0] == {"href": index[0]["href"], "added": 1, "updated": 0, "deleted": 2}
-    feed = [orjson.loads(l) for l in (repo / "build" / "shift" / "changes" / index[0]["href"][2:]).read_bytes().splitlines()]
-    assert sorted((r["op"], r["id"]) for r in feed) == sorted([("add", moved_new), ("delete", moved_old), ("delete", deleted)])
-    assert all(r["digest"].startswith("sha256:") and r["collection"] == "aviris-ng-l2a" for r in feed)
-    changes = [orjson.loads(l) for l in (repo / "build" / "shift" / "pgstac" / "changes.ndjson").read_bytes().splitlines()]
-    ops = [(c["op"], c.get("id") or c["item"]["id"]) for c in changes]
-    assert ops[:2] == sorted([("delete", moved_old), ("delete", deleted)])
-    assert ops[2:] == [("insert", moved_new)]
-    # an item whose content changes in place is an upsert; the same datetime: no delete
-    text = (repo / CSV).read_text()
-    row = text.splitlines()[3]
-    (repo / CSV).write_text(text.replace(row, row.replace(",good", ",fair") if ",good" in row else row.replace(",fair", ",good")))
-    res = build(repo)
-    assert res.json["changes"] == {"added": 0, "updated": 1, "deleted": 0}
-    changes = [orjson.loads(l) for l in (repo / "build" / "shift" / "pgstac" / "changes.ndjson").read_bytes().splitlines()]
-    assert [c["op"] for c in changes] == ["upsert"]
-    # what the next feed compares with is exactly what was exported (kept up to date row by row)
-    import sqlite3
-
-    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
-        fed = con.execute("SELECT catalog, collection, item_id, sha256, sort, path FROM fed ORDER BY 1, 2, 3").fetchall()
-        exported = con.execute("SELECT catalog, collection, item_id, sha256, sort, path FROM exported ORDER BY 1, 2, 3").fetchall()
-    assert fed == exported and sum(r[0] == "shift" for r in fed) == 32
-    assert build(repo).json["changes"] == {"added": 0, "updated": 0, "deleted": 0}
-
-
 @pytest.mark.skipif(not os.environ.get("STACGIT_PGSTAC_DSN"), reason="set STACGIT_PGSTAC_DSN=postgresql://... (PostgreSQL + PostGIS, pypgstac installed) to load the NDJSON into a real pgstac")
 def test_load_into_pgstac(repo):  # optional: not counted as coverage of the NDJSON form (the test above is)
     import subprocess
@@ -543,30 +461,3 @@ def test_load_into_pgstac(repo):  # optional: not counted as coverage of the NDJ
         assert int(n) == sum(len(p.read_bytes().splitlines()) for p in pieces)
 
 
-def test_a_collection_removed_from_the_catalog_shows_up_as_deletions(repo):
-    import sqlite3
-
-    import yaml
-
-    build(repo)
-    db = repo / ".stacgit/state.sqlite3"
-    with sqlite3.connect(db) as con:
-        gone = sorted(r[0] for r in con.execute("SELECT item_id FROM exported WHERE catalog='3dep' AND collection='MN_RedRiver_2019'"))
-    assert gone
-    path = repo / "catalogs/3dep/catalog.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["collections"] = [c for c in doc["collections"] if c["id"] != "MN_RedRiver_2019"]
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    res = build(repo)
-    assert res.json["changes"] == {"added": 0, "updated": 0, "deleted": len(gone)}
-    index = orjson.loads((repo / "build/3dep/changes/index.json").read_bytes())["feeds"]
-    feed = [orjson.loads(l) for l in (repo / "build/3dep/changes" / index[0]["href"][2:]).read_bytes().splitlines()]
-    assert [(r["collection"], r["id"], r["op"]) for r in feed] == [("MN_RedRiver_2019", i, "delete") for i in gone]
-    changes = [orjson.loads(l) for l in (repo / "build/3dep/pgstac/changes.ndjson").read_bytes().splitlines()]
-    assert [(c["op"], c["id"]) for c in changes] == [("delete", i) for i in gone]
-    with sqlite3.connect(db) as con:
-        fed = con.execute("SELECT collection, item_id, sha256 FROM fed WHERE catalog='3dep' ORDER BY 1, 2").fetchall()
-        exported = con.execute("SELECT collection, item_id, sha256 FROM exported WHERE catalog='3dep' ORDER BY 1, 2").fetchall()
-        queued = con.execute("SELECT COUNT(*) FROM feed_pending").fetchone()[0]
-    assert fed == exported and not any(r[0] == "MN_RedRiver_2019" for r in fed) and queued == 0
-    assert build(repo).json["changes"] == {"added": 0, "updated": 0, "deleted": 0}

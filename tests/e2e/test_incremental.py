@@ -132,10 +132,9 @@ def test_duplicate_id_across_source_files_names_both_lines(tmp_path, built_first
 
 
 def test_a_state_store_from_before_the_work_queues_queues_everything(tmp_path):
-    """The change feed and validation read queues (``feed_pending``, ``unvalidated``) that a
-    store made by an earlier stacgit does not have: it starts with every item and document
-    queued, so what that store left undone (a feed not yet written, a document without its
-    verdict) is still done."""
+    """Validation reads a queue (``unvalidated``) that a store made by an earlier stacgit does
+    not have: it starts with every document queued, so what that store left undone (a document
+    without its verdict) is still done."""
     from conftest import copy_examples
 
     repo = copy_examples(tmp_path / "repo")
@@ -143,10 +142,9 @@ def test_a_state_store_from_before_the_work_queues_queues_everything(tmp_path):
     assert first["validation"]["validated"] > 0
     db = repo / ".stacgit/state.sqlite3"
     with sqlite3.connect(db) as con:
-        item_id, path = con.execute("SELECT item_id, path FROM fed WHERE catalog='shift' ORDER BY item_id LIMIT 1").fetchone()
-        con.execute("UPDATE fed SET sha256='0' WHERE catalog='shift' AND item_id=?", (item_id,))  # its last export is not in a feed yet
+        item_id, path = con.execute("SELECT item_id, path FROM outputs WHERE catalog='shift' AND kind='item' ORDER BY item_id LIMIT 1").fetchone()
         con.execute("DELETE FROM verdicts WHERE catalog='shift' AND path=?", (path,))  # not validated yet
-        for sql in ("DROP TRIGGER outputs_written", "DROP TRIGGER outputs_deleted", "DROP TABLE feed_pending", "DROP TABLE unvalidated"):
+        for sql in ("DROP TRIGGER outputs_written", "DROP TRIGGER outputs_deleted", "DROP TABLE unvalidated"):
             con.execute(sql)
     csv = repo / "catalogs/shift/sources/flightlines.csv"
     lines = csv.read_text().splitlines(keepends=True)
@@ -156,15 +154,12 @@ def test_a_state_store_from_before_the_work_queues_queues_everything(tmp_path):
     proc = stacgit_proc(repo, "build", "--json", "-j", "1")  # a new process opens the old store
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
-    assert res["changes"] == {"added": 0, "updated": 2, "deleted": 0}
-    feed = repo / "build/shift/changes" / json.loads((repo / "build/shift/changes/index.json").read_text())["feeds"][0]["href"][2:]
-    assert sorted(json.loads(l)["id"] for l in feed.read_text().splitlines()) == sorted([item_id, lines[edited].split(",")[0]])
+    assert res["items"]["written"] == 1
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT sha256 FROM verdicts WHERE catalog='shift' AND path=?", (path,)).fetchone() is not None
         assert con.execute("SELECT COUNT(*) FROM unvalidated WHERE catalog='shift'").fetchone()[0] == 0  # 3dep: its task did not run
-        assert con.execute("SELECT COUNT(*) FROM feed_pending WHERE catalog='shift'").fetchone()[0] == 0
     again = json.loads(stacgit_proc(repo, "build", "--json", "-j", "1").stdout)
-    assert again["changes"] == {"added": 0, "updated": 0, "deleted": 0} and again["validation"]["validated"] == 0
+    assert again["items"]["written"] == 0 and again["validation"]["validated"] == 0
 
 
 def test_collection_tasks_read_the_item_queue_and_notice_what_it_missed(tmp_path):

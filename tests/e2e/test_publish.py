@@ -73,23 +73,27 @@ def publish(repo: Path, moto: MotoServer, bucket: str, *args: str, endpoint: str
     return stacgit(repo, "publish", "--to", f"s3://{bucket}/{PREFIX}", "--endpoint-url", endpoint or moto.url, "--json", *args)
 
 
-def remote_tree(moto: MotoServer, bucket: str, catalog: str) -> dict[str, bytes]:
-    """Every published object of a catalog except the publish manifest."""
+def remote_tree(moto: MotoServer, bucket: str, catalog: str, feed: bool = False) -> dict[str, bytes]:
+    """Every published object of a catalog except the publish manifest (and the change feed,
+    which publish writes beside the build's files, unless ``feed``)."""
     client, prefix = moto.client(), f"{PREFIX}/{catalog}/"
     return {
         k[len(prefix):]: client.get_object(Bucket=bucket, Key=k)["Body"].read()
         for k in moto.objects(bucket, prefix)
-        if not k[len(prefix):].startswith(".stacgit/")
+        if not k[len(prefix):].startswith(".stacgit/") and (feed or not k[len(prefix):].startswith("changes/"))
     }
 
 
 def build_files(repo: Path, catalog: str) -> dict[str, bytes]:
-    """What a publish must put live: the manifest's files plus the change feed."""
+    """What a publish must put live besides the change feed: the manifest's files."""
     out = repo / "build" / catalog
     files = json.loads((out / "manifest.json").read_text())["files"]
-    got = {rel: (out / rel).read_bytes() for rel in files}
-    got.update({f"changes/{p.name}": p.read_bytes() for p in (out / "changes").iterdir()})
-    return got
+    return {rel: (out / rel).read_bytes() for rel in files}
+
+
+def feed_files(moto: MotoServer, bucket: str, catalog: str) -> dict[str, bytes]:
+    """The change feed as published: records and index."""
+    return {rel: data for rel, data in remote_tree(moto, bucket, catalog, feed=True).items() if rel.startswith("changes/")}
 
 
 def without_feed(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -134,14 +138,16 @@ def test_first_publish_second_no_op_change_uploads_exactly_it(built, moto, bucke
     assert res.exit_code == 0, res.stderr
     first = res.json
     expected = {c: build_files(built, c) for c in ("3dep", "shift")}
-    assert first["uploaded"] == sum(len(v) for v in expected.values()) and first["unchanged"] == 0
-    assert first["bytes"] == sum(len(b) for v in expected.values() for b in v.values())
+    feeds = {c: feed_files(moto, bucket, c) for c in expected}
+    assert all(len(f) == 2 for f in feeds.values())  # a first publish: one feed record (a snapshot) and the index
+    assert first["uploaded"] == sum(len(v) + len(feeds[c]) for c, v in expected.items()) and first["unchanged"] == 0
+    assert first["bytes"] == sum(len(b) for v in (*expected.values(), *feeds.values()) for b in v.values())
     client = moto.client()
     for cat, files in expected.items():
         assert remote_tree(moto, bucket, cat) == files  # byte-identical, nothing else
-    heads = {rel: client.head_object(Bucket=bucket, Key=f"{PREFIX}/shift/{rel}") for rel in expected["shift"]}
+    heads = {rel: client.head_object(Bucket=bucket, Key=f"{PREFIX}/shift/{rel}") for rel in (*expected["shift"], *feeds["shift"])}
     for rel, head in heads.items():
-        assert head["Metadata"]["stacgit-sha256"] == hashlib.sha256(expected["shift"][rel]).hexdigest()
+        assert head["Metadata"]["stacgit-sha256"] == hashlib.sha256({**expected["shift"], **feeds["shift"]}[rel]).hexdigest()
     kinds = {
         "catalog.json": ("application/json", "public, max-age=60"),
         "aviris-ng-l2a/collection.json": ("application/json", "public, max-age=60"),
@@ -156,7 +162,7 @@ def test_first_publish_second_no_op_change_uploads_exactly_it(built, moto, bucke
     assert heads[feed]["CacheControl"] == "public, max-age=31536000, immutable"
     manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{PREFIX}/shift/.stacgit/manifest.json")["Body"].read())
     assert manifest["generation"] == 1 and manifest["commit"] == git(built, "rev-parse", "HEAD")
-    assert set(manifest["files"]) == set(expected["shift"])
+    assert set(manifest["files"]) == set(expected["shift"]) | set(feeds["shift"])
 
     before = moto.objects(bucket)
     again = publish(built, moto, bucket)
@@ -172,13 +178,15 @@ def test_first_publish_second_no_op_change_uploads_exactly_it(built, moto, bucke
     assert len([r for r in changed if r.endswith(".json") and r.count("/") == 2]) == 3  # three items
     dry = publish(built, moto, bucket, "shift", "--dry-run")
     assert dry.exit_code == 0
-    assert set(dry.json["catalogs"][0]["upload_paths"]) == changed
+    uploads = set(dry.json["catalogs"][0]["upload_paths"])
+    feed = uploads - changed  # a feed record, its pgstac form and the index
+    assert changed < uploads and len(feed) == 3 and "changes/index.json" in feed
     assert moto.objects(bucket) == before  # --dry-run changed nothing
     res = publish(built, moto, bucket, "shift")
-    assert res.exit_code == 0 and res.json["uploaded"] == len(changed) and res.json["deleted"] == 0
+    assert res.exit_code == 0 and res.json["uploaded"] == len(uploads) and res.json["deleted"] == 0
     assert remote_tree(moto, bucket, "shift") == new
     after = moto.objects(bucket, f"{PREFIX}/shift/")
-    untouched = {k for k in after if k[len(PREFIX) + 7:] not in changed and not k.endswith(".stacgit/manifest.json")}
+    untouched = {k for k in after if k[len(PREFIX) + 7:] not in uploads and not k.endswith(".stacgit/manifest.json")}
     assert all(after[k]["etag"] == before[k]["etag"] for k in untouched)
 
 
@@ -293,8 +301,8 @@ def test_stale_base_is_refused_and_force_overrides(built, moto, bucket, tmp_path
 
     forced = publish(other, moto, bucket, "shift", "--force")
     assert forced.exit_code == 0 and forced.json["catalogs"][0]["generation"] == 3
-    live = remote_tree(moto, bucket, "shift")
-    assert without_feed(live) == without_feed(build_files(other, "shift"))
+    live = remote_tree(moto, bucket, "shift", feed=True)
+    assert without_feed(live) == build_files(other, "shift")
     assert set(build_files(other, "shift")) < set(live)  # feed records published earlier stay: history
 
     edit_rows(other, 5)  # after --force, commit 1's line is what is live: it moves on from there
@@ -390,13 +398,15 @@ def test_local_mirror_with_absolute_links(built, tmp_path):
     assert all(link["href"].startswith("https://") for link in root["links"])
     index = json.loads((mirror / "shift/changes/index.json").read_text())
     assert index["feeds"][0]["href"].startswith("https://data.example.org/stac/shift/changes/")
-    assert set(tree(mirror / "shift")) - {".stacgit/manifest.json", ".stacgit/publish.lock"} == set(build_files(built, "shift"))
+    live = set(tree(mirror / "shift")) - {".stacgit/manifest.json", ".stacgit/publish.lock"}
+    assert {rel for rel in live if not rel.startswith("changes/")} == set(build_files(built, "shift"))
+    assert len(live - set(build_files(built, "shift"))) == 2  # the feed: a record and its index
 
     again = stacgit(built, "publish", "--to", f"file://{mirror}", "--base-url", "https://data.example.org/stac", "--json")
     assert again.json["uploaded"] == 0
     moved = stacgit(built, "publish", "shift", "--to", f"file://{mirror}", "--base-url", "https://cdn.example.org/", "--json")
     n_stac = sum(1 for rel in build_files(built, "shift") if rel.endswith(".json"))
-    assert moved.json["uploaded"] == n_stac  # a new base URL rewrites every STAC document, nothing else
+    assert moved.json["uploaded"] == n_stac + 1  # a new base URL rewrites every STAC document and the feed index, nothing else
 
 
 @pytest.mark.parametrize(
@@ -439,5 +449,5 @@ def test_bad_build_and_bad_remote_manifest(built, tmp_path):
     res = stacgit(built, "publish", "shift", "--to", f"file://{mirror}")
     assert res.exit_code == 1 and ".stacgit/manifest.json" in res.stderr and "--force" in res.stderr
     forced = stacgit(built, "publish", "shift", "--to", f"file://{mirror}", "--force", "--json")
-    assert forced.exit_code == 0 and forced.json["uploaded"] == len(build_files(built, "shift"))
+    assert forced.exit_code == 0 and forced.json["uploaded"] == len(build_files(built, "shift")) + 2  # and a snapshot feed, and its index
 
