@@ -33,13 +33,14 @@ from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
-from stacgit.exports import catalog_exports, pieces_root
+from stacgit.exports import PARTITION_WIDTH, catalog_exports, parquet_assets, partition_key, pieces_root
 from stacgit.fileio import map_file
 from stacgit.extensions import apply_to_collection
 from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
 from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
 from stacgit.verdicts import open_validator, validate_catalog, validate_collection
-from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy
+from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy, read_columns
+from stacgit._record_fields import check_columns
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, same_content, splice_links
 
 PARALLEL_WRITE_MIN = 20_000
@@ -153,6 +154,9 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     seen: dict[str, str] = {}
     mapped = reused = 0
     fmt = project.source_format(coll, shard)
+    columns = read_columns(abs_path, shard, fmt, coll.source.delimiter) if mapping.reads else None
+    if columns is not None:
+        check_columns(mapping.reads, columns, shard)
     render = mapping.render
     try:
         with open(cache_path, cache_mode) as cache:
@@ -355,7 +359,7 @@ def _structure_digest(coll: CollectionSpec, nodes: list) -> str:
     return digest_obj([coll.layout.item_path, list(coll.layout.split), coll.layout.max_items, [(n.segments, n.children) for n in nodes]])
 
 
-def _node_doc(coll: CollectionSpec, node, extent: dict, absent: set[str] = frozenset()) -> bytes:
+def _node_doc(coll: CollectionSpec, node, extent: dict, absent: set[str] = frozenset(), parts: tuple[str, ...] = ()) -> bytes:
     path = _node_path(coll, node.segments)
     if node.children:
         children = [link("child", f"./{c}/catalog.json", title="/".join((*node.segments, c))) for c in node.children]
@@ -364,7 +368,11 @@ def _node_doc(coll: CollectionSpec, node, extent: dict, absent: set[str] = froze
     if not node.segments:
         uses = extension_uses(coll)
         transform = (lambda doc: apply_to_collection(doc, uses)) if uses else None
-        return render_collection(coll.id, coll.meta, path, "catalog.json", extent, children, transform)
+        meta = coll.meta
+        if parts:
+            extra = meta["extra_fields"]
+            meta = {**meta, "extra_fields": {**extra, "assets": {**(extra.get("assets") or {}), **parquet_assets(parts)}}}
+        return render_collection(coll.id, meta, path, "catalog.json", extent, children, transform)
     return render_catalog(
         f"{coll.id}-{'-'.join(node.segments)}",
         node.title,
@@ -493,11 +501,12 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         reader.close()
 
     extent = _extent(con, coll_key) if not patch_mode else _extent_of(details, applied, placement, plan_.absent)
+    parts = _partitions(con, coll) if not patch_mode else _partitions_of(coll, details, applied, placement, plan_.absent)
     doc_writes: dict[str, bytes] = {}
     doc_failure = None
     for node in plan_.doc_nodes:
         path = _node_path(coll, node.segments)
-        data = _node_doc(coll, node, extent, plan_.absent)
+        data = _node_doc(coll, node, extent, plan_.absent, parts)
         if not node.segments and doc_patches:
             data, doc_failure = apply_document_patches(data, doc_patches)
             if doc_failure is not None:
@@ -738,6 +747,25 @@ def _extent(con, coll_key: tuple[str, str]) -> dict:
         coll_key,
     ).fetchone()
     return _extent_doc(start if count else None, end, [w, s, e, n] if w is not None else None)
+
+
+def _partitions(con, coll: CollectionSpec) -> tuple[str, ...]:
+    """The GeoParquet partitions the collection's items fall in (its export writes one file each)."""
+    if coll.geoparquet is None:
+        return ()
+    width = PARTITION_WIDTH.get(coll.geoparquet["partition"])
+    if width is None:
+        return ("items",) if st.item_count(con, (coll.catalog_id, coll.id)) else ()
+    rows = con.execute("SELECT DISTINCT substr(start, 1, ?) FROM records WHERE catalog=? AND collection=?", (width, coll.catalog_id, coll.id))
+    return tuple(sorted(r[0] for r in rows))
+
+
+def _partitions_of(coll: CollectionSpec, details: dict, applied: Applied, placement: dict, absent: set[str]) -> tuple[str, ...]:
+    """:func:`_partitions` with patched times (Python, not SQL)."""
+    if coll.geoparquet is None:
+        return ()
+    starts = ((applied.moved.get(i) or details[i][4:])[0] for i in placement if i not in absent)
+    return tuple(sorted({partition_key(s, coll.geoparquet["partition"]) for s in starts}))
 
 
 def _extent_doc(start: str | None, end: str | None, bbox: list | None) -> dict:

@@ -44,7 +44,7 @@ from stacgit.fileio import prefetch, pwrite_all, will_need
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
-from stacgit.project import CollectionSpec, Project
+from stacgit.project import PARQUET_TYPE, CollectionSpec, Project
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -232,13 +232,28 @@ def pgstac_line(item: dict) -> bytes:
     return orjson.dumps({**item, "links": links}, option=orjson.OPT_SORT_KEYS) + b"\n"
 
 
+PARTITION_WIDTH = {"year": 4, "month": 7}
+"""How many characters of a sortable start datetime name its partition."""
+
+
 def partition_key(start: str, partition: str) -> str:
     """``2021``, ``2021-07`` or ``items`` for a sortable start datetime."""
-    if partition == "year":
-        return start[:4]
-    if partition == "month":
-        return start[:7]
-    return _NO_PARTITION
+    width = PARTITION_WIDTH.get(partition)
+    return start[:width] if width else _NO_PARTITION
+
+
+def parquet_assets(parts: Iterable[str]) -> dict[str, dict]:
+    """The collection's GeoParquet assets: one per partition file, so that every href is a file
+    that rustac, pyarrow, DuckDB or an HTTP client opens (a folder is a 404 over HTTP)."""
+    return {
+        f"geoparquet-{p}": {
+            "href": f"./parquet/{p}.parquet",
+            "roles": ["stac-items"],
+            "title": "GeoParquet of the items" + ("" if p == _NO_PARTITION else f" ({p})"),
+            "type": PARQUET_TYPE,
+        }
+        for p in parts
+    }
 
 
 @dataclass
@@ -620,10 +635,14 @@ def _explain(rows: list[dict], schema: pa.Schema, prepared: Prepared, exc: Excep
     raise Drift("?", "?", str(exc).splitlines()[0]) from None
 
 
-def collection_doc_for_metadata(out_dir: Path, coll: CollectionSpec) -> dict:
+def collection_doc_for_metadata(out_dir: Path, coll: CollectionSpec, parquet: bool = True) -> dict:
+    """The collection document without its structural links, for the metadata of its parquet
+    files (without the GeoParquet assets: a file does not list itself) or, ``parquet=False``,
+    for pgstac (with them: an API serves them as the collection's assets)."""
     doc = orjson.loads((out_dir / coll.id / "collection.json").read_bytes())
     doc["links"] = [l for l in doc.get("links") or [] if "://" in str(l.get("href", ""))]
-    doc.get("assets", {}).pop("geoparquet-items", None)
+    if parquet:
+        doc["assets"] = {k: a for k, a in (doc.get("assets") or {}).items() if PARQUET_TYPE not in str(a.get("type"))}
     if not doc.get("assets"):
         doc.pop("assets", None)
     return doc
@@ -1072,7 +1091,7 @@ def catalog_exports(project: Project, con, cat, writer) -> None:
     out_dir = project.build_dir / cat.id
     pg = [c for c in cat.collections if c.pgstac]
     if pg:
-        data = b"".join(orjson.dumps(collection_doc_for_metadata(out_dir, c), option=orjson.OPT_SORT_KEYS) + b"\n" for c in pg)
+        data = b"".join(orjson.dumps(collection_doc_for_metadata(out_dir, c, parquet=False), option=orjson.OPT_SORT_KEYS) + b"\n" for c in pg)
         rel = "pgstac/collections.ndjson"
         if not (out_dir / rel).exists() or (out_dir / rel).read_bytes() != data:
             writer.write(rel, data)

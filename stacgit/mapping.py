@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ import jmespath
 import orjson
 
 from stacgit import _spec as S
+from stacgit._record_fields import root_fields
 from stacgit._yaml import KeyPath, Located, load_yaml
 from stacgit.errors import ConfigError, MappingError
 from stacgit.geo import coords_bbox
@@ -222,7 +224,33 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
 # --------------------------------------------------------------------------- compiled specs
 
 
+_STRPTIME = set("aAwdbBmyYHIpMSfzZjUWcxXGuV%")
+_DIRECTIVE = re.compile(r"%(.?)")
+
+
+def _bad_directive(fmt: str) -> str | None:
+    """Why ``fmt`` cannot be a ``strptime`` format (checked when the mapping loads, not on the
+    first record), or None."""
+    if fmt in ("epoch", "epoch_ms"):
+        return None
+    found = _DIRECTIVE.findall(fmt)
+    if not found:
+        return "has no % directive (write e.g. '%Y-%m-%d')"
+    for d in found:
+        if d not in _STRPTIME:
+            return f"'%{d}' is not a strptime directive" if d else "ends with a lone '%'"
+    return None
+
+
+_READS: ContextVar[list[tuple[str, str]] | None] = ContextVar("_READS", default=None)
+"""While :func:`compile_mapping` runs: the (record field, where) pairs its paths read, so the
+build can check them against a source's columns (set and reset there only)."""
+
+
 def _compile_path(expr: str, where: str) -> Callable[[Any], Any]:
+    reads = _READS.get()
+    if reads is not None:
+        reads.extend((f, where) for f in sorted(root_fields(expr)))
     if _SIMPLE_PATH.match(expr):
         keys = expr.split(".")
         if len(keys) == 1:
@@ -408,6 +436,10 @@ def compile_value(
         fmts = (fmts,) if isinstance(fmts, str) else tuple(fmts)
         if not all(isinstance(f, str) for f in fmts):
             raise S.fail(doc, kp + ("format",), "must be a string or a list of strings")
+        for f in fmts:
+            bad = _bad_directive(f)
+            if bad:
+                raise S.fail(doc, kp + ("format",), f"{f!r}: {bad} (or epoch, epoch_ms)" if "no % directive" in bad else f"{f!r}: {bad}")
         tz = _tzinfo(spec["tz"], doc.where(kp + ("tz",))) if "tz" in spec else None
         as_date = vtype == "date"
 
@@ -605,6 +637,7 @@ class MappingSpec:
     data: dict
     digest: str
     render: Callable[..., dict]
+    reads: tuple[tuple[str, str], ...] = ()  # (record field, where in the mapping) of every path
 
 
 _STRUCTURAL_RELS = {"self", "root", "parent", "collection", "child", "item", "items"}
@@ -652,6 +685,16 @@ def load_mapping(path: Path, display: str | None = None) -> MappingSpec:
 
 
 def compile_mapping(doc: Located) -> MappingSpec:
+    reads: list[tuple[str, str]] = []
+    token = _READS.set(reads)
+    try:
+        spec = _compile_mapping(doc)
+    finally:
+        _READS.reset(token)
+    return MappingSpec(path=spec.path, data=spec.data, digest=spec.digest, render=spec.render, reads=tuple(dict.fromkeys(reads)))
+
+
+def _compile_mapping(doc: Located) -> MappingSpec:
     data = doc.data
     if not isinstance(data, dict):
         raise S.fail(doc, (), "a mapping file must be a YAML mapping")

@@ -36,7 +36,6 @@ _GEOPARQUET = S.Node(
         "undeclared": S.Node("str", choices=("error", "json")),
     },
 )
-GEOPARQUET_ASSET = "geoparquet-items"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 
 _PROVIDER = S.obj(
@@ -353,15 +352,6 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 meta[k] = c[k]
         meta["extra_fields"] = c.get("extra_fields", {})
         gp = _geoparquet(doc, data.get("geoparquet"), c.get("geoparquet"), kp + ("geoparquet",), source.type == "stac-api")
-        if gp is not None:
-            assets = dict(meta["extra_fields"].get("assets") or {})
-            assets[GEOPARQUET_ASSET] = {
-                "href": "./parquet/",
-                "type": PARQUET_TYPE,
-                "roles": ["stac-items"],
-                "title": "GeoParquet of the items" + ("" if gp["partition"] == "none" else f", one file per {gp['partition']}"),
-            }
-            meta["extra_fields"] = {**meta["extra_fields"], "assets": assets}
         collections.append(
             CollectionSpec(
                 catalog_id=cat_id,

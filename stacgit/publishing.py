@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 
 from stacgit import gitinfo
-from stacgit.errors import PublishError, StalePublishError
+from stacgit.errors import PublishError, StacgitError, StalePublishError
 from stacgit.hashing import pretty_json, sha256_bytes, sha256_file
 from stacgit.project import Project
 from stacgit.stores import LARGE, Conflict, Store, Target, check_rel, open_store
@@ -288,8 +288,32 @@ def plan_catalog(project: Project, catalog: str, store: Store, base_url: str | N
             plan.carried[rel] = r
     gone = set(rfiles) - set(desired) - set(plan.carried)
     gone |= set((remote or {}).get("orphans") or {}) - set(desired)
+    gone |= set(read_pending(store)) - set(desired) - set(plan.carried)
     plan.deletes = sorted(gone)
     return plan
+
+
+def stale_units(project: Project) -> list:
+    from stacgit.runner import compute_status
+
+    try:
+        return compute_status(project)
+    except StacgitError as exc:  # a mapping or catalog.yaml that does not load: it cannot be what was built
+        raise PublishError(f"{exc}: refusing to publish (guard: stale build); fix it and run stacgit build first") from exc
+
+
+def check_fresh(stale: list, catalog: str) -> None:
+    """Refuse to publish a build that is not the build of the working tree (an edit not built
+    yet, a build that stopped half way, an output changed by hand): what goes live must be
+    what was built and validated."""
+    units = [u for u in stale if u.unit.partition(":")[2].split("/")[0] == catalog]
+    if units:
+        first = units[0]
+        raise PublishError(
+            f"catalog '{catalog}': the build is stale ({len(units)} unit(s), e.g. {first.unit}: {first.reason.value}"
+            + (f", {first.detail}" if first.detail else "")
+            + "): refusing to publish (guard: stale build); run stacgit build first"
+        )
 
 
 DEFAULT_MAX_DELETE_SHARE = 0.1
@@ -303,7 +327,7 @@ def check_guards(project: Project, plan: CatalogPlan, allow_failures: bool, allo
     items and at least ``max_delete_items`` of them (``publish:`` in catalog.yaml)."""
     failed = project.build_dir / plan.catalog / "failed.ndjson"
     if failed.is_file() and not allow_failures:
-        n = sum(1 for _ in failed.open("rb"))
+        n = failed.read_bytes().count(b"\n")
         raise PublishError(
             f"catalog '{plan.catalog}': the build has {n} failed record(s) ({_rel(project, failed)}): "
             "refusing to publish (guard: failed records); fix them, or pass --allow-failures to publish without them"
@@ -336,6 +360,35 @@ def _rel(project: Project, path: Path) -> str:
         return path.relative_to(project.root).as_posix()
     except ValueError:
         return str(path)
+
+
+PENDING = ".stacgit/pending.json"
+"""Objects a publish is about to upload that no manifest tracks yet, written before the first
+upload: if the publish is killed, the next one knows them (and ``--prune`` deletes those the
+build no longer has), whatever the build looks like by then."""
+
+
+def read_pending(store: Store) -> list[str]:
+    got = store.read(PENDING)
+    if got is None:
+        return []
+    try:
+        paths = orjson.loads(got[0])["uploading"]
+        return [check_rel(p, store.url + PENDING) for p in paths]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PublishError(f"{store.url}{PENDING}: not a stacgit publish journal ({exc}); delete it and publish with --verify") from None
+
+
+def _write_pending(plan: CatalogPlan) -> bool:
+    """Record the new objects of this publish (and those of an interrupted one) before any goes
+    up; True when there is a journal to remove once the manifest tracks them."""
+    tracked = set((plan.remote or {}).get("files") or {}) | set((plan.remote or {}).get("orphans") or {})
+    paths = sorted({e.rel for e in plan.uploads if e.rel not in tracked} | set(read_pending(plan.store)))
+    if not paths:
+        return False
+    data = orjson.dumps({"uploading": paths})
+    plan.store.put(PENDING, data, content_type=JSON, cache_control=NO_CACHE, sha256=sha256_bytes(data))
+    return True
 
 
 def verify_catalog(plan: CatalogPlan, concurrency: int) -> None:
@@ -454,6 +507,7 @@ def execute(project: Project, plan: CatalogPlan, *, prune: bool, force: bool, co
     orphans = {} if prune else {rel: (remote.get("files") or {}).get(rel) or (remote.get("orphans") or {}).get(rel) or {"sha256": "", "size": 0} for rel in plan.deletes}
     bar = _Progress(progress, len(plan.uploads) + (len(plan.deletes) if prune else 0), f"publishing {plan.catalog}")
     sent = 0
+    journal = _write_pending(plan)
     try:
         for phase in _phases(plan.uploads):
             for rel, entry in _parallel(lambda e: _upload(plan.store, e, plan.base_url), phase, concurrency, bar.advance):
@@ -494,6 +548,8 @@ def execute(project: Project, plan: CatalogPlan, *, prune: bool, force: bool, co
             f"{plan.store.url}{MANIFEST}: another publish finished while this one ran (this one started from generation "
             f"{remote.get('generation', 0)}); what this run uploaded may have replaced some of its files. Update to the newest commit, rebuild and publish again"
         ) from None
+    if journal:  # the manifest tracks every object the journal named (as a file or an orphan)
+        plan.store.delete([PENDING])
     return doc
 
 
@@ -526,6 +582,7 @@ def run_publish(
     if endpoint_url and target.scheme != "s3":
         raise PublishError(f"--endpoint-url applies to s3:// targets, not {to}")
     catalogs = [project.catalog(catalog).id] if catalog else sorted(project.catalogs)
+    stale: list | None = None
     record_path = _record_path(project, target)
     record = orjson.loads(record_path.read_bytes()) if record_path.exists() else {}
     totals = {"uploaded": 0, "unchanged": 0, "deleted": 0, "orphans": 0, "bytes": 0, "repaired": 0, "dry_run": dry_run, "catalogs": []}
@@ -539,6 +596,9 @@ def run_publish(
             cat_base = None
         store = open_store(target, cat_id, endpoint_url, concurrency)
         plan = plan_catalog(project, cat_id, store, cat_base, force)
+        if stale is None:
+            stale = stale_units(project)
+        check_fresh(stale, cat_id)
         check_base(project, plan, record, force)
         check_guards(project, plan, allow_failures, allow_deletes)
         if verify:

@@ -513,6 +513,12 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         )
     ]
     patches, warnings = _patch_audit(project, con)
+    counts = {(c, coll): n for c, coll, n in con.execute("SELECT catalog, collection, COUNT(*) FROM outputs WHERE item_id IS NOT NULL GROUP BY 1, 2")}
+    warnings += [
+        f"collection {coll.key} has no items: its source has no records (an emptied file?); publish refuses to delete its published items without --allow-deletes"
+        for coll in project.iter_collections()
+        if not counts.get((coll.catalog_id, coll.id)) and not any(e["unit"].partition(":")[2].startswith(coll.key) for e in errors)
+    ]
     errors += [{"unit": "patch", "message": m} for m in patches.pop("__errors__")]
     validation = _validation_summary(con, run_id)
     return {

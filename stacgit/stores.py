@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,10 +95,15 @@ class Store(Protocol):
 
 class FileStore:
     """A local mirror. Writes are atomic (temporary file + rename); the version tag of an
-    object is the sha256 of its bytes; a lock file serialises conditional writes."""
+    object is the sha256 of its bytes; a lock file serialises conditional writes.
 
-    def __init__(self, root: Path):
+    Temporary files live in ``tmp_dir``, beside the catalog's folder, never inside it: a publish
+    killed mid-write leaves nothing in the live tree (a web server serving the folder would
+    serve it)."""
+
+    def __init__(self, root: Path, tmp_dir: Path | None = None):
         self.root = root
+        self.tmp_dir = tmp_dir or root.parent / ".stacgit-tmp"
         self.url = "file://" + str(root) + "/"
 
     def _path(self, rel: str) -> Path:
@@ -113,11 +119,16 @@ class FileStore:
     def put(self, rel: str, data: bytes | Path, *, content_type: str, cache_control: str, sha256: str) -> None:
         path = self._path(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
         body = data.read_bytes() if isinstance(data, Path) else data
-        with open(tmp, "wb") as f:
-            f.write(body)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix=path.name[:40] + ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
 
     def put_if(self, rel: str, data: bytes, *, content_type: str, cache_control: str, sha256: str, tag: str | None) -> None:
         import fcntl

@@ -239,7 +239,7 @@ def with_extensions(spec: MappingSpec, uses: list[ExtensionUse]) -> MappingSpec:
         return item
 
     digest = digest_obj([spec.digest, [u.fingerprint for u in uses]])
-    return MappingSpec(path=spec.path, data=spec.data, digest=digest, render=render)
+    return MappingSpec(path=spec.path, data=spec.data, digest=digest, render=render, reads=spec.reads)
 
 
 def apply_to_collection(doc: dict, uses: list[ExtensionUse]) -> dict:

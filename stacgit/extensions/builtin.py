@@ -211,8 +211,8 @@ class AlternateAssetsExtension(Extension):
             asset = assets[key]
             alternate = {}
             for name, alt in sorted(config["alternates"].items()):
-                entry = {k: v for k, v in alt.items() if k not in ("href", "replace")}
-                entry["href"] = self._href(alt, key, asset["href"])
+                entry = {"alternate:name": name, **{k: v for k, v in alt.items() if k not in ("href", "replace")}}
+                entry["href"] = self._href(alt, key, asset["href"])  # named: clients label each alternate by it
                 alternate[name] = entry
             asset["alternate"] = alternate
             if config.get("name"):

@@ -6,6 +6,6 @@ file and line. A single bad record (a CSV row with missing columns) is yielded a
 ``RecordError`` in place of the record so the build can report it and go on.
 """
 
-from stacgit.sources.files import LAZY, RecordError, iter_records, parse_lazy
+from stacgit.sources.files import LAZY, RecordError, iter_records, parse_lazy, read_columns
 
-__all__ = ["LAZY", "RecordError", "iter_records", "parse_lazy"]
+__all__ = ["LAZY", "RecordError", "iter_records", "parse_lazy", "read_columns"]

@@ -167,6 +167,25 @@ def _iter_parquet(path: str, display: str):
             yield f"row {row}", rec, None
 
 
+def read_columns(path: str, display: str, fmt: str, delimiter: str = ",") -> list[str] | None:
+    """The columns every record of the file has (a CSV header, a Parquet schema's top-level
+    fields), or None for formats whose records need not share fields (JSON, NDJSON)."""
+    if fmt == "csv":
+        with open(path, "rb") as f:
+            first = next(_decoded_lines(f, display), "")
+        header = next(csv.reader([first], delimiter=delimiter), [])
+        return [h.strip() for h in header] or None
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"{display}: cannot read Parquet: {exc}") from exc
+    return None
+
+
 def iter_records(path: str, display: str, fmt: str, delimiter: str = ",", lazy: bool = False):
     """Yield ``(location, record | RecordError, raw_bytes | None)`` for every record.
 

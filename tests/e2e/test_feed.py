@@ -22,7 +22,7 @@ def commit_build_publish(repo: Path, mirror: Path, message: str) -> dict:
     git(repo, "commit", "-q", "--allow-empty", "-m", message)
     from conftest import stacgit
 
-    assert stacgit(repo, "build", "--no-validate").exit_code == 0
+    assert stacgit(repo, "build").exit_code == 0
     res = stacgit(repo, "publish", "--to", f"file://{mirror}", "--json", "--prune", "--allow-deletes")
     assert res.exit_code == 0, res.stderr
     return res.json
@@ -105,7 +105,7 @@ def test_two_clones_publish_the_same_feed(built: Path, tmp_path: Path):
     from conftest import stacgit
 
     for repo, mirror in zip((built, other), mirrors):
-        assert stacgit(repo, "build", "--no-validate").exit_code == 0
+        assert stacgit(repo, "build").exit_code == 0
         assert stacgit(repo, "publish", "--to", f"file://{mirror}").exit_code == 0
     a, b = ({p.relative_to(m).as_posix(): p.read_bytes() for p in (m / "shift/changes").iterdir()} for m in mirrors)
     assert a == b and len(a) == 2

@@ -59,13 +59,13 @@ def built(repo: Path) -> Path:
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "examples")
-    assert stacgit(repo, "build", "--no-validate").exit_code == 0
+    assert stacgit(repo, "build").exit_code == 0
     return repo
 
 
 def commit_and_build(repo: Path, message: str) -> None:
     git(repo, "commit", "-q", "-am", message)
-    res = stacgit(repo, "build", "--no-validate")
+    res = stacgit(repo, "build")
     assert res.exit_code == 0, res.stderr
 
 
@@ -284,7 +284,7 @@ def test_stale_base_is_refused_and_force_overrides(built, moto, bucket, tmp_path
     assert publish(built, moto, bucket, "shift").exit_code == 0
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(built), str(other))  # a second clone still at commit 1
-    assert stacgit(other, "build", "--no-validate").exit_code == 0
+    assert stacgit(other, "build").exit_code == 0
     edit_rows(built, 1)
     commit_and_build(built, "newer")
     assert publish(built, moto, bucket, "shift").json["uploaded"] > 0  # generation 2, from commit 2
@@ -436,7 +436,7 @@ def test_bad_build_and_bad_remote_manifest(built, tmp_path):
     res = stacgit(built, "publish", "shift", "--to", f"file://{mirror}")
     assert res.exit_code == 1 and "changed since the build wrote it" in res.stderr and str(item) in res.stderr
     assert not (mirror / "shift/catalog.json").exists()  # the root never went up over a broken leaf
-    assert stacgit(built, "build", "--no-validate", "--full").exit_code == 0
+    assert stacgit(built, "build", "--full").exit_code == 0
     assert stacgit(built, "publish", "shift", "--to", f"file://{mirror}").exit_code == 0
 
     manifest = mirror / "shift/.stacgit/manifest.json"

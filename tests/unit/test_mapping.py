@@ -111,3 +111,13 @@ def test_layout_is_bounded_and_deterministic():
     assert compute_layout(list(reversed(items)), ("year", "month"), 500) == (placement, nodes)
     small, nodes = compute_layout(items[:10], ("year",), 500)
     assert set(small.values()) == {()} and len(nodes) == 1
+
+
+@pytest.mark.parametrize(
+    "fmt, message",
+    [("'%Y-%m-%Q'", "'%Q' is not a strptime directive"), ("'Y-m-d'", "has no % directive"), ("'%Y%'", "ends with a lone '%'")],
+)
+def test_a_datetime_format_is_checked_when_the_mapping_loads(tmp_path, fmt, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        mapping(tmp_path, f"id: {{path: n}}\ndatetime: {{path: t, format: {fmt}}}\ngeometry: {{wkt: w}}\n")
+    assert "m.yaml:2: datetime.format" in str(err.value)
