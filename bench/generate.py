@@ -4,7 +4,7 @@
 Deterministic: the same arguments always give byte-identical files.
 
     python bench/generate.py --repo DIR --items 100000 [--collections 8]   # a whole catalog repo
-    python bench/generate.py --sources-only catalogs/synthetic/sources --items 6000 --collections 2
+    python bench/generate.py --sources-only catalogs/synthetic/sources --items 1200 --collections 2   # the committed example
 """
 
 from __future__ import annotations
