@@ -347,18 +347,19 @@ def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, source:
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "geojson"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR", help="Also write summary.md, summary.json and changes.geojson here.")
 @click.option("--exit-code", "exit_code", is_flag=True, help="Exit 1 when there are changes.")
-def diff(repo: str, base: str | None, old: Path | None, fmt: str, out: Path | None, exit_code: bool) -> None:
-    """Items added, modified and deleted between this checkout's build and another build."""
+@click.option("--as-is", "as_is", is_flag=True, help="Compare build/ as it is, even when it is stale (by default a stale build is brought up to date first).")
+def diff(repo: str, base: str | None, old: Path | None, fmt: str, out: Path | None, exit_code: bool, as_is: bool) -> None:
+    """Items added, modified and deleted between the working tree and another build."""
     from stacgit.diffing import run_diff, summary_markdown, write_outputs
 
     try:
-        data, geo = run_diff(_project(repo), base=base, old=old)
+        data, geo = run_diff(_project(repo), base=base, old=old, as_is=as_is)
     except StacgitError as exc:
         _fail(exc)
     if out is not None:
         write_outputs(out, data, geo)
     if fmt == "md":
-        click.echo(summary_markdown(data), nl=False)
+        click.echo(summary_markdown(data, geo), nl=False)
     else:
         _print_json(data if fmt == "json" else geo)
     changed = any(data["totals"].values()) or any(c["collection_changed"] for c in data["collections"].values())

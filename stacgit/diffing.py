@@ -121,7 +121,9 @@ def compare(old_build: Path, new_build: Path, catalogs: list[str]) -> dict[str, 
 def _causes(project: Project, base: str, diffs: dict[str, CollectionDiff]) -> None:
     """Which committed inputs changed between ``base`` and the working tree, per collection."""
     out = subprocess.run(["git", "diff", "--name-only", base, "--", "catalogs", "mappings", "patches"], cwd=project.root, capture_output=True, text=True)
-    files = sorted(set(out.stdout.split()))
+    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "--", "catalogs", "mappings", "patches"], cwd=project.root, capture_output=True, text=True)
+    new = set(untracked.stdout.split())
+    files = sorted(set(out.stdout.split()) | new)
     for cat in project.catalogs.values():
         for coll in cat.collections:
             key = coll.key
@@ -133,7 +135,7 @@ def _causes(project: Project, base: str, diffs: dict[str, CollectionDiff]) -> No
                 elif f.startswith("patches/") and f.endswith((".yaml", ".yml")) and not (project.root / f).exists():
                     mine.append(f)  # a removed patch: its target is only known at the base
             if mine and key in diffs:
-                diffs[key].causes = mine
+                diffs[key].causes = [f + (" (untracked)" if f in new else "") for f in mine]
 
 
 def base_build(project: Project, ref: str) -> Path:
@@ -207,7 +209,56 @@ def summary_geojson(diffs: dict[str, CollectionDiff]) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def summary_markdown(data: dict, limit: int = MD_LIMIT) -> str:
+MAP_SHARE = 3
+"""The map block takes at most a third of the comment; the rest is for the tables and patches."""
+MAP_FEATURES = 500
+MAP_DECIMALS = 4  # about 10 m: enough to see where a footprint is
+
+
+def map_block(geo: dict, budget: int) -> str:
+    """A ```geojson block (GitHub draws it as a map) of the changed footprints, simplified and
+    rounded, at most ``MAP_FEATURES`` of them and ``budget`` characters; what is left out is
+    counted (``changes.geojson`` has them all)."""
+    from shapely.geometry import mapping, shape
+
+    features, shown = geo.get("features") or [], []
+    used = 0
+    for f in features[:MAP_FEATURES]:
+        if f.get("geometry") is None:
+            continue
+        try:
+            geom = shape(f["geometry"])
+            small = _rounded(orjson.loads(orjson.dumps(mapping(geom.simplify(10 ** -MAP_DECIMALS, preserve_topology=True)))))
+            if len(orjson.dumps(small)) > budget // 20:  # a footprint too detailed to share the map: its envelope
+                small = _rounded(orjson.loads(orjson.dumps(mapping(geom.envelope))))
+        except Exception:  # noqa: BLE001 - a footprint shapely cannot read is drawn as it is
+            small = _rounded(f["geometry"])
+        feature = {**f, "geometry": small}
+        size = len(orjson.dumps(feature)) + 2
+        if used + size > budget:
+            break
+        shown.append(feature)
+        used += size
+    if not shown:
+        return ""
+    text = "```geojson\n" + orjson.dumps({"type": "FeatureCollection", "features": shown}).decode() + "\n```"
+    drawable = sum(1 for f in features if f.get("geometry") is not None)
+    if drawable > len(shown):
+        text += f"\n\n{len(shown)} of {drawable} changed footprints shown; `changes.geojson` has them all."
+    return text
+
+
+def _rounded(node):
+    if isinstance(node, float):
+        return round(node, MAP_DECIMALS)
+    if isinstance(node, (list, tuple)):
+        return [_rounded(v) for v in node]
+    if isinstance(node, dict):
+        return {k: _rounded(v) for k, v in node.items()}
+    return node
+
+
+def summary_markdown(data: dict, geo: dict | None = None, limit: int = MD_LIMIT) -> str:
     t = data["totals"]
     head = [
         "## stacgit change summary",
@@ -223,6 +274,9 @@ def summary_markdown(data: dict, limit: int = MD_LIMIT) -> str:
     for key, c in order:
         head.append(f"| `{key}` | {c['added']} | {c['modified']} | {c['deleted']} | {'changed' if c['collection_changed'] else ''} |")
     head.append("")
+    block = map_block(geo, limit // MAP_SHARE) if geo else ""
+    if block:
+        head += [block, ""]
     body: list[str] = []
     for key, c in order:
         body.append(f"### `{key}`")
@@ -261,11 +315,15 @@ def summary_markdown(data: dict, limit: int = MD_LIMIT) -> str:
     return "\n".join(out) + "\n"
 
 
-def run_diff(project: Project, base: str | None = None, old: Path | None = None) -> tuple[dict, dict]:
-    """(JSON summary, GeoJSON) of this checkout's build against ``base`` (a git ref, built in
-    a worktree) or ``old`` (a build directory)."""
+def run_diff(project: Project, base: str | None = None, old: Path | None = None, as_is: bool = False) -> tuple[dict, dict]:
+    """(JSON summary, GeoJSON) of the working tree against ``base`` (a git ref, built in a
+    worktree) or ``old`` (a build directory). A stale build is brought up to date first, so the
+    summary describes the working tree, not whatever ``build/`` holds; ``as_is`` compares
+    ``build/`` as it is."""
     if (base is None) == (old is None):
         raise StacgitError("give one of --base GIT_REF or --old BUILD_DIR")
+    if not as_is:
+        _build_if_stale(project)
     new_build = project.build_dir
     if not any((new_build / c / "manifest.json").exists() for c in project.catalogs):
         raise StacgitError(f"{new_build}: no build to compare; run `stacgit build` first")
@@ -282,10 +340,21 @@ def run_diff(project: Project, base: str | None = None, old: Path | None = None)
     return summary_json(diffs, label), summary_geojson(diffs)
 
 
+def _build_if_stale(project: Project) -> None:
+    from stacgit.runner import compute_status
+
+    if not compute_status(project):
+        return
+    summary = run_build(project, progress=False)
+    if summary["errors"]:
+        first = summary["errors"][0]
+        raise StacgitError(f"the working tree does not build, so there is no change summary: {first['unit']}: {first['message']}")
+
+
 def write_outputs(out: Path, data: dict, geo: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        "summary.md": summary_markdown(data).encode(),
+        "summary.md": summary_markdown(data, geo).encode(),
         "summary.json": pretty_json(data),
         "changes.geojson": canonical_json(geo) + b"\n",
     }

@@ -124,3 +124,70 @@ def test_old_build_dir_and_bad_inputs(gitrepo, tmp_path):
     assert bad.exit_code != 0 and "--base no-such-ref: not a commit" in bad.stderr and "Traceback" not in bad.stderr
     both = stacgit(repo, "diff")
     assert both.exit_code != 0 and "give one of --base" in both.stderr
+
+
+def test_diff_describes_the_working_tree_not_a_stale_build(gitrepo):
+    repo = gitrepo
+    assert stacgit(repo, "build").exit_code == 0
+    rows = (repo / "catalogs/shift/sources/flightlines.csv").read_text().splitlines()
+    item_id = rows[1].split(",")[0]
+    # a patch written but neither built nor added to git
+    (repo / "patches").mkdir(exist_ok=True)
+    (repo / "patches/0100-note.yaml").write_text(
+        f"description: note\ntarget: {{catalog: shift, collection: aviris-ng-l2a}}\nselect: {{ids: [{item_id}]}}\n"
+        "ops:\n  - {op: add, path: /properties/review, value: checked}\n"
+    )
+    as_is = diff(repo, "--format", "json", "--as-is", "--exit-code")
+    assert as_is.exit_code == 0 and as_is.json["totals"] == {"added": 0, "modified": 0, "deleted": 0}  # build/ as it was
+    res = diff(repo, "--format", "json", "--exit-code")
+    assert res.exit_code == 1
+    c = res.json["collections"]["shift/aviris-ng-l2a"]
+    assert list(c["items"]["modified"]) == [item_id]
+    assert c["causes"] == ["patches/0100-note.yaml (untracked)"]
+    md = diff(repo).stdout
+    assert "`patches/0100-note.yaml (untracked)`" in md and "```geojson" in md
+
+
+def test_diff_after_a_build_that_stopped_half_way(gitrepo, monkeypatch):
+    """Item files rewritten, manifest not: the diff still reports the real change."""
+    from stacgit import build as b
+    from stacgit.errors import BuildError
+
+    repo = gitrepo
+    assert stacgit(repo, "build").exit_code == 0
+    csv = repo / "catalogs/shift/sources/flightlines.csv"
+    rows = csv.read_text().splitlines(keepends=True)
+    rows[1] = rows[1].replace(",good", ",fair") if ",good" in rows[1] else rows[1].replace(",fair", ",good")
+    csv.write_text("".join(rows))
+
+    def stop(*args, **kwargs):
+        raise BuildError("stopped before the catalog task")
+
+    with monkeypatch.context() as m:
+        m.setattr(b, "build_catalog", stop)
+        assert stacgit(repo, "build", "-j", "1").exit_code != 0
+    res = diff(repo, "--format", "json", "--exit-code")
+    assert res.exit_code == 1, res.stderr
+    assert list(res.json["collections"]["shift/aviris-ng-l2a"]["items"]["modified"]) == [rows[1].split(",")[0]]
+
+
+def test_the_map_block_keeps_the_comment_under_githubs_limit():
+    from stacgit.diffing import MD_LIMIT, summary_markdown
+
+    ring = [[-120 + k / 1000, 34 + (k % 7) / 1000] for k in range(2000)]
+    ring.append(ring[0])
+    big = {"type": "Polygon", "coordinates": [ring]}
+    geo = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": big, "properties": {"id": f"i{n}", "change": "modified", "stroke": "#ff7f0e"}} for n in range(3000)
+    ]}
+    data = {"base": "main", "totals": {"added": 0, "modified": 3000, "deleted": 0}, "collections": {
+        "c/x": {"added": 0, "modified": 3000, "deleted": 0, "collection_changed": False, "collection_patch": None, "fields": [],
+                "items": {"added": [], "deleted": [], "modified": {f"i{n}": [{"op": "replace", "path": "/properties/x", "value": "y" * 900}] for n in range(3000)}}, "causes": []}
+    }}
+    md = summary_markdown(data, geo)
+    assert len(md) < MD_LIMIT < 65_536
+    block = md.split("```geojson\n", 1)[1].split("\n```", 1)[0]
+    shown = json.loads(block)["features"]
+    assert 0 < len(shown) < 3000 and "changes.geojson` has them all" in md
+    assert all(len(str(c).split(".")[-1].rstrip("]")) <= 4 for c in shown[0]["geometry"]["coordinates"][0][0])  # rounded
+    assert shown[0]["properties"]["stroke"] == "#ff7f0e"
