@@ -33,6 +33,7 @@ from stacgit.layout import compute_layout
 from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
+from stacgit.geo import bbox_2d, geometry_problem
 from stacgit.exports import PARTITION_WIDTH, catalog_exports, parquet_assets, partition_key, pieces_root
 from stacgit.fileio import map_file
 from stacgit.extensions import apply_to_collection
@@ -186,7 +187,7 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                         if why is not None:
                             raise MappingError("id", why)
                         start, end = item_time_range(item)
-                        w, s, e, n = item.get("bbox") or (None, None, None, None)
+                        w, s, e, n = _item_box(item)
                     except MappingError as exc:
                         failures.append((loc, exc.field, exc.reason, item_id if isinstance(item_id, str) else None))
                         continue
@@ -747,6 +748,23 @@ def _extent(con, coll_key: tuple[str, str]) -> dict:
         coll_key,
     ).fetchone()
     return _extent_doc(start if count else None, end, [w, s, e, n] if w is not None else None)
+
+
+def _item_box(item: dict) -> tuple:
+    """The 2D box an item adds to its collection's extent (None x 4 without a bbox), once its
+    geometry and bbox are known to be what the STAC spec allows."""
+    why = geometry_problem(item.get("geometry"))
+    if why:
+        raise MappingError("geometry", why)
+    if item.get("bbox") is None:
+        return (None, None, None, None)
+    try:
+        w, s, e, n = bbox_2d(item["bbox"])
+    except ValueError as exc:
+        raise MappingError("bbox", str(exc)) from None
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+        raise MappingError("bbox", f"{item['bbox']} is outside longitude [-180, 180] / latitude [-90, 90] (a box across the antimeridian has west > east)")
+    return w, s, e, n
 
 
 def _partitions(con, coll: CollectionSpec) -> tuple[str, ...]:

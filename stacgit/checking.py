@@ -31,13 +31,16 @@ def add_schema_dirs(dirs: tuple[str, ...]) -> None:
     os.environ["STACGIT_SCHEMA_DIR"] = os.pathsep.join([str(Path(d).resolve()) for d in dirs] + ([current] if current else []))
 
 
-def validate_paths(paths: list[str], project: Project | None, online: bool, jobs: int) -> Report:
-    """Any STAC JSON / NDJSON files or directories (no state, nothing cached)."""
+def validate_paths(paths: list[str], project: Project | None, online: bool, jobs: int, schema_only: bool = False) -> Report:
+    """Any STAC JSON / NDJSON files or directories (no state, nothing cached). A directory with
+    a catalog.json or collection.json at its top is a tree (links are checked against it);
+    any other holds loose documents."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise StacgitError(f"{missing[0]}: no such file, directory or catalog")
     store = SchemaStore.open(project.root if project else None, online=online)
-    report, _ = validate_targets(Validator(store, project.root if project else None), collect_targets(paths, jobs), jobs)
+    validator = Validator(store, project.root if project else None, lint_enabled=not schema_only)
+    report, _ = validate_targets(validator, collect_targets(paths, jobs), jobs, identities=not schema_only)
     return report
 
 
@@ -60,7 +63,7 @@ def validate_built(project: Project, catalog_ids: list[str], jobs: int) -> Repor
     return stored_report(con, catalog_ids, lambda c: f"{rel}/{c}")
 
 
-def run_validate(targets: tuple[str, ...], repo: str, online: bool, jobs: int) -> Report:
+def run_validate(targets: tuple[str, ...], repo: str, online: bool, jobs: int, schema_only: bool = False) -> Report:
     project = None
     try:
         project = Project.discover(repo)
@@ -75,7 +78,7 @@ def run_validate(targets: tuple[str, ...], repo: str, online: bool, jobs: int) -
     if catalogs:
         report.merge(validate_built(project, catalogs, jobs))  # type: ignore[arg-type]
     if paths:
-        report.merge(validate_paths(paths, project, online, jobs))
+        report.merge(validate_paths(paths, project, online, jobs, schema_only))
     return report
 
 
@@ -98,7 +101,25 @@ def referenced_schemas(project: Project) -> set[str]:
     return {u for u in urls if u}
 
 
-def pull_schemas(project: Project, dest: Path | None = None, online: bool = True, source: Path | None = None) -> dict:
+def document_schemas(paths: list[Path]) -> set[str]:
+    """The schema URLs STAC documents under ``paths`` (files or directories) name: their core
+    schema and their ``stac_extensions``."""
+    urls: set[str] = set()
+    for target in collect_targets([str(p) for p in paths]):
+        try:
+            docs = [orjson.loads(Path(target.file).read_bytes())]
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            core = core_schema_url(doc)
+            urls |= {core} if core else set()
+            urls |= {u for u in doc.get("stac_extensions") or [] if isinstance(u, str) and u.startswith(("https://", "http://"))}
+    return urls
+
+
+def pull_schemas(project: Project, dest: Path | None = None, online: bool = True, source: Path | None = None, documents: list[Path] = ()) -> dict:
     """Copy every referenced schema and its ``$ref``s into ``schemas/`` (from ``source``, a
     local mirror; else from schema dirs, the cache, or the network) and write
     ``schemas.lock.json``: URL -> sha256 and where the file came from.
@@ -112,7 +133,10 @@ def pull_schemas(project: Project, dest: Path | None = None, online: bool = True
         store = SchemaStore(dirs=[source], online=False)
     else:
         store = SchemaStore.open(project.root, online=online)
-    urls = referenced_schemas(project)
+    missing = [p for p in documents if not p.exists()]
+    if missing:
+        raise ConfigError(f"{missing[0]}: no such file or directory")
+    urls = referenced_schemas(project) | document_schemas(list(documents))
     wanted = []
     for u in sorted(urls):
         try:

@@ -292,7 +292,8 @@ def patch_ls(repo: str, as_json: bool) -> None:
 @click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Schema directory (<host>/<path> layout).")
 @click.option("--offline", is_flag=True, envvar="STACGIT_OFFLINE", help="Never download schemas (files and directories only; built catalogs never do).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), help="Parallel processes (default: twice the CPU count, at most 8: validation waits on file reads).")
-def validate(targets: tuple[str, ...], repo: str, strict: bool, as_json: bool, schema_dirs: tuple[str, ...], offline: bool, jobs: int | None) -> None:
+@click.option("--schema-only", "schema_only", is_flag=True, help="Files and directories: JSON schemas and extension checks only, no lint.")
+def validate(targets: tuple[str, ...], repo: str, strict: bool, as_json: bool, schema_dirs: tuple[str, ...], offline: bool, jobs: int | None, schema_only: bool) -> None:
     """Validate built catalogs (default: all; or CATALOG ids) or any STAC JSON/NDJSON files and
     directories: core + declared extensions + custom schemas, extension checks and lint."""
     from stacgit.checking import add_schema_dirs, format_report, run_validate
@@ -300,7 +301,7 @@ def validate(targets: tuple[str, ...], repo: str, strict: bool, as_json: bool, s
 
     try:
         add_schema_dirs(schema_dirs)
-        report = run_validate(targets, repo, online=not offline, jobs=jobs or min(2 * default_jobs(), 8))
+        report = run_validate(targets, repo, online=not offline, jobs=jobs or min(2 * default_jobs(), 8), schema_only=schema_only)
     except StacgitError as exc:
         _fail(exc)
     if as_json:
@@ -316,19 +317,21 @@ def schemas() -> None:
 
 
 @schemas.command(name="pull")
+@click.argument("documents", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-C", "--repo", default=".", show_default=True)
 @click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Copy from this schema directory too.")
 @click.option("--offline", is_flag=True, envvar="STACGIT_OFFLINE", help="Copy only from schema directories and the cache.")
 @click.option("--from", "source", type=click.Path(path_type=Path), metavar="DIR", help="Copy only from this local mirror (<host>/<path> layout; its INDEX.md provenance goes into the lock).")
 @click.option("--json", "as_json", is_flag=True)
-def schemas_pull(repo: str, schema_dirs: tuple[str, ...], offline: bool, source: Path | None, as_json: bool) -> None:
-    """Copy every schema the catalogs reference (with nested $refs) into schemas/ and write
-    schemas/schemas.lock.json (URL, sha256, origin), so builds validate offline against pinned files."""
+def schemas_pull(documents: tuple[Path, ...], repo: str, schema_dirs: tuple[str, ...], offline: bool, source: Path | None, as_json: bool) -> None:
+    """Copy every schema the catalogs reference (with nested $refs), and those the STAC
+    DOCUMENTS given name, into schemas/ and write schemas/schemas.lock.json (URL, sha256,
+    origin), so builds and validation run offline against pinned files."""
     from stacgit.checking import add_schema_dirs, pull_schemas
 
     try:
         add_schema_dirs(schema_dirs)
-        result = pull_schemas(_project(repo), online=not offline, source=source)
+        result = pull_schemas(_project(repo), online=not offline, source=source, documents=list(documents))
     except StacgitError as exc:
         _fail(exc)
     if as_json:

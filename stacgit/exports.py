@@ -40,6 +40,7 @@ import orjson
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
+from stacgit.geo import bbox_2d, coords_bbox
 from stacgit.fileio import prefetch, pwrite_all, will_need
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
@@ -211,9 +212,10 @@ class Prepared:
         extra = set(item) - {"type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links", "assets", "collection", "properties"}
         if extra:
             raise Drift(item_id, sorted(extra)[0], "a top-level field that is not part of a STAC item in GeoParquet")
-        bbox = item.get("bbox")
-        if bbox is not None and len(bbox) != 4:
-            raise Drift(item_id, "bbox", "only 2D bounding boxes are written to GeoParquet")
+        if item.get("bbox") is not None:  # GeoParquet's bbox column is 2D: a 3D box keeps its x/y range
+            item["bbox"] = list(bbox_2d(item["bbox"]))
+        elif item.get("geometry"):
+            item["bbox"] = coords_bbox(item["geometry"])
         return item
 
 

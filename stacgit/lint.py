@@ -1,8 +1,10 @@
 """Checks beyond JSON schemas (SV-5: we know the exact file set, so nothing is crawled).
 
 Each check looks at one document (plus where it sits in the tree, when known) and returns
-:class:`~stacgit.extensions.Problem` s: errors for what breaks consumers, warnings for
-best-practice misses. Duplicate ids need every document and are found by the caller.
+:class:`~stacgit.extensions.Problem` s: errors only for what the STAC spec forbids or what breaks
+a catalog (a link leaving the tree, a datetime without a time zone), warnings for the rest
+(local hrefs, self-intersecting geometries, a geometry past its bbox: real, schema-valid items
+have them). Duplicate ids need every document and are found by the caller.
 """
 
 from __future__ import annotations
@@ -78,9 +80,9 @@ def _href_problems(href: Any, where: tuple, rule: str) -> list[Problem]:
     if not isinstance(href, str) or href.startswith(("https://", "http://", "s3://", "./", "../")):
         return []
     if href.startswith("file:"):
-        return [Problem(f"lint:{rule}", "file:// href (a local file, unreachable for users)", json_pointer(*where, "href"))]
+        return [Problem(f"lint:{rule}", "file:// href (a local file, unreachable for users)", json_pointer(*where, "href"), "warning")]
     if _LOCAL.match(href):
-        return [Problem(f"lint:{rule}", "local path in href (absolute file system path)", json_pointer(*where, "href"))]
+        return [Problem(f"lint:{rule}", "local path in href (absolute file system path)", json_pointer(*where, "href"), "warning")]
     return []
 
 
@@ -151,7 +153,7 @@ def _geometry(doc: dict) -> list[Problem]:
     out = []
     if not g.is_valid:
         reason = re.sub(r"\[.*", "", shapely.is_valid_reason(g)).strip()
-        out.append(Problem("lint:geometry", f"invalid geometry: {reason}", "/geometry"))
+        out.append(Problem("lint:geometry", f"invalid geometry: {reason}", "/geometry", "warning"))
     bbox = doc.get("bbox")
     if isinstance(bbox, list) and len(bbox) in (4, 6) and all(isinstance(v, (int, float)) for v in bbox):
         w, s, e, n = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
@@ -164,7 +166,7 @@ def _geometry(doc: dict) -> list[Problem]:
                 return out
             tol = BBOX_TOLERANCE
             if gw < w - tol or gs < s - tol or ge > e + tol or gn > n + tol:
-                out.append(Problem("lint:bbox", "geometry extends outside bbox", "/bbox"))
+                out.append(Problem("lint:bbox", "geometry extends outside bbox", "/bbox", "warning"))
             elif max(gw - w, gs - s, e - ge, n - gn) > max(tol, 0.01 * max(e - w, n - s, tol)):
                 out.append(Problem("lint:bbox", "bbox is larger than the geometry's bounds", "/bbox", "warning"))
     return out

@@ -33,7 +33,7 @@ from stacgit import _spec as S
 from stacgit._record_fields import root_fields
 from stacgit._yaml import KeyPath, Located, load_yaml
 from stacgit.errors import ConfigError, MappingError
-from stacgit.geo import coords_bbox
+from stacgit.geo import coords_bbox, geometry_problem
 from stacgit.hashing import digest_obj
 
 STAC_VERSION = "1.1.0"
@@ -657,6 +657,11 @@ def _passthrough_render(record: dict, collection: str, extra_defaults: dict | No
     if "geometry" not in record:
         raise MappingError("geometry", "a STAC item needs a geometry (null is allowed)")
     item = dict(record)
+    if item.get("bbox") is None and isinstance(item.get("geometry"), dict):
+        why = geometry_problem(item["geometry"])  # the spec requires a bbox with a geometry: computed from it
+        if why:
+            raise MappingError("geometry", why)
+        item["bbox"] = coords_bbox(item["geometry"])
     item["type"] = "Feature"
     item["stac_version"] = "1.1.0"
     item["collection"] = collection

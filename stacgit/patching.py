@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from stacgit import state as st
+from stacgit.geo import bbox_2d, geometry_problem
 from stacgit.gitinfo import UNCOMMITTED
 from stacgit.hashing import digest_obj, pretty_json
 from stacgit.mapping import format_datetime, parse_rfc3339, sortable_datetime
@@ -231,13 +232,16 @@ def _time_and_bbox(doc: dict) -> tuple | str:
         end = _sortable(props.get("end_datetime") or props["datetime"])
     except (KeyError, ValueError) as exc:
         return f"the patched item has no valid datetime ({exc})"
+    why = geometry_problem(doc.get("geometry"))
+    if why:
+        return f"the patched item's geometry: {why}"
     bbox = doc.get("bbox")
     if bbox is None:
         return (start, end, None, None, None, None)
-    if not isinstance(bbox, list) or len(bbox) not in (4, 6) or not all(isinstance(v, (int, float)) for v in bbox):
-        return "the patched item's bbox is not 4 or 6 numbers"
-    half = len(bbox) // 2
-    return (start, end, bbox[0], bbox[1], bbox[half], bbox[half + 1])
+    try:
+        return (start, end, *bbox_2d(bbox))
+    except ValueError as exc:
+        return f"the patched item's bbox: {exc}"
 
 
 class _ChainFailed(Exception):

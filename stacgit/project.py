@@ -344,14 +344,12 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 raise S.fail(doc, kp + ("mapping",), "must be a path relative to the repository root, e.g. mappings/x.yaml")
             if not (root / mapping_rel).is_file():
                 raise S.fail(doc, kp + ("mapping",), f"mapping file {mapping_rel} does not exist")
-        elif source.type != "stac-api":
-            raise S.fail(doc, kp, "missing required key 'mapping'")
         meta: dict[str, Any] = {"description": c["description"], "license": c.get("license", data.get("license", "other"))}
         for k in ("title", "keywords", "providers", "links"):
             if k in c:
                 meta[k] = c[k]
         meta["extra_fields"] = c.get("extra_fields", {})
-        gp = _geoparquet(doc, data.get("geoparquet"), c.get("geoparquet"), kp + ("geoparquet",), source.type == "stac-api")
+        gp = _geoparquet(doc, data.get("geoparquet"), c.get("geoparquet"), kp + ("geoparquet",), mapping_rel is None)
         collections.append(
             CollectionSpec(
                 catalog_id=cat_id,

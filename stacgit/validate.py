@@ -190,7 +190,7 @@ class Validator:
                 if isinstance(uri, str) and uri.startswith(("https://", "http://")):
                     urls.append(canonical_url(uri))
                 else:
-                    problems.append(Problem("stac", "stac_extensions entries must be schema URLs", json_pointer("stac_extensions", i)))
+                    problems.append(Problem("stac", "stac_extensions entries should be schema URLs (a short name cannot be validated)", json_pointer("stac_extensions", i), "warning"))
         urls += [self.schema_url(r) for r in extra]
         return list(dict.fromkeys(urls)), problems
 
@@ -416,6 +416,7 @@ class Subtree:
 
     dir: str
     root: str
+    tree: bool = True  # a STAC tree (a catalog.json or collection.json at its root): links are checked against it
 
 
 _DOC_SUFFIXES = (".json", ".geojson", ".ndjson", ".jsonl")
@@ -440,10 +441,10 @@ def _listing(d: str) -> tuple[list[str], list[str]]:
     return files, dirs
 
 
-def _target(d: str, name: str, root: str) -> Target:
+def _target(d: str, name: str, root: str, tree: bool = True) -> Target:
     full = os.path.join(d, name)
     rel = full[len(root) + 1 :] if full.startswith(root + os.sep) else os.path.relpath(full, root)
-    return Target(full, rel.replace(os.sep, "/"), root)
+    return Target(full, rel.replace(os.sep, "/"), root if tree else None)
 
 
 def walk_targets(sub: Subtree) -> Iterator[Target]:
@@ -453,7 +454,7 @@ def walk_targets(sub: Subtree) -> Iterator[Target]:
         d = stack.pop()
         files, dirs = _listing(d)
         for f in files:
-            yield _target(d, f, sub.root)
+            yield _target(d, f, sub.root, sub.tree)
         stack += [os.path.join(d, x) for x in reversed(dirs)]
 
 
@@ -523,21 +524,21 @@ def validate_targets(
     return report, kept
 
 
-def _split(root: str, want: int) -> list[Target | Subtree]:
+def _split(root: str, want: int, tree: bool = True) -> list[Target | Subtree]:
     """A tree as files and subtrees in walk order: directories are opened level by level
     until there are ``want`` subtrees to hand out, or none left. A tree with fewer than
     ``PARALLEL_MIN`` files comes back as its files (validated in this process)."""
-    small = list(itertools.islice(walk_targets(Subtree(root, root)), PARALLEL_MIN))
+    small = list(itertools.islice(walk_targets(Subtree(root, root, tree)), PARALLEL_MIN))
     if len(small) < PARALLEL_MIN:
         return small  # type: ignore[return-value]
-    units: list[Target | Subtree] = [Subtree(root, root)]
+    units: list[Target | Subtree] = [Subtree(root, root, tree)]
     while 0 < sum(isinstance(u, Subtree) for u in units) < want:
         opened: list[Target | Subtree] = []
         for u in units:
             if isinstance(u, Subtree):
                 files, dirs = _listing(u.dir)
-                opened += [_target(u.dir, f, root) for f in files]
-                opened += [Subtree(os.path.join(u.dir, d), root) for d in dirs]
+                opened += [_target(u.dir, f, root, tree) for f in files]
+                opened += [Subtree(os.path.join(u.dir, d), root, tree) for d in dirs]
             else:
                 opened.append(u)
         units = opened
@@ -552,10 +553,11 @@ def collect_targets(paths: list[str], jobs: int = 1) -> list[Target | Subtree]:
         path = Path(p)
         if path.is_dir():
             root = str(path).rstrip(os.sep) or os.sep
+            tree = any((path / name).is_file() for name in ("catalog.json", "collection.json"))  # else loose files
             if jobs <= 1:
-                out += walk_targets(Subtree(root, root))
+                out += walk_targets(Subtree(root, root, tree))
             else:
-                out += _split(root, jobs * 16)
+                out += _split(root, jobs * 16, tree)
         else:
             out.append(Target(str(path)))
     return out
