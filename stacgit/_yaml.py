@@ -50,6 +50,42 @@ def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
             _walk(child, prefix + (i,), lines)
 
 
+MAX_EXPANDED_NODES = 200_000
+"""A YAML document may not stand for more values than this once its aliases are expanded: an
+"alias bomb" of a few hundred bytes otherwise expands to gigabytes when it is walked, hashed
+or written (our own files are a few thousand values)."""
+
+
+def _check_nodes(root: yaml.Node, shown: Path) -> None:
+    """Refuse duplicate keys (YAML says a mapping's keys are unique; PyYAML keeps the last one
+    silently) and documents that expand past ``MAX_EXPANDED_NODES``. Each distinct node is
+    visited once, so the check costs what the text does, not what it expands to."""
+    size: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack, seen = [root], set()
+    while stack:  # distinct nodes, parents before children
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        order.append(node)
+        if isinstance(node, yaml.MappingNode):
+            keys: dict = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in keys:
+                        raise ConfigError(f"{shown}:{k.start_mark.line + 1}: duplicate key {k.value!r} (first at line {keys[k.value]})")
+                    keys[k.value] = k.start_mark.line + 1
+                stack += [k, v]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    for node in reversed(order):  # children before parents
+        children = [c for kv in node.value for c in kv] if isinstance(node, yaml.MappingNode) else node.value if isinstance(node, yaml.SequenceNode) else []
+        size[id(node)] = min(1 + sum(size[id(c)] for c in children), MAX_EXPANDED_NODES + 1)
+    if size[id(root)] > MAX_EXPANDED_NODES:
+        raise ConfigError(f"{shown}: the document expands to more than {MAX_EXPANDED_NODES:,} values through YAML aliases; refusing it")
+
+
 def _format_yaml_error(path: Path, exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -75,6 +111,7 @@ def load_yaml_documents(path: Path, display: str | None = None) -> list[Located]
         for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
             if node is None:
                 continue
+            _check_nodes(node, shown)
             loader = yaml.SafeLoader("")
             data = loader.construct_document(node)
             lines: dict[KeyPath, int] = {}

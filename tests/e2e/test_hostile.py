@@ -1,0 +1,58 @@
+"""Hostile input: YAML alias bombs and duplicate keys in every YAML file stacgit reads are
+refused with one line (exit 2), quickly and in little memory, before anything is built."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tree
+
+BOMB = "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9))
+BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + BOMB  # 9^10 values, 400 bytes
+
+_MEASURED = """
+import resource, sys
+from stacgit.cli import main
+sys.argv = ["stacgit", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print(f"maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+"""
+
+PLACES = {
+    "catalog.yaml": lambda repo: (repo / "catalogs/shift/catalog.yaml"),
+    "mapping": lambda repo: (repo / "mappings/aviris-ng.yaml"),
+    "patch": lambda repo: (repo / "patches/0009-bomb.yaml"),
+}
+
+
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_an_alias_bomb_is_refused_in_little_memory(repo, place):
+    assert len(BOMB) < 500
+    built = subprocess.run([sys.executable, "-c", _MEASURED, "build", "-j", "1"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    before = tree(repo / "build")
+    path = PLACES[place](repo)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(path.read_text() + BOMB if path.exists() and place != "patch" else BOMB)
+    # a hang guard, not a timing assertion: the bomb expands to 3.4 billion values
+    res = subprocess.run([sys.executable, "-c", _MEASURED, "build"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert "expands to more than 200,000 values through YAML aliases" in res.stderr and "Traceback" not in res.stderr
+    assert int(res.stderr.rsplit("maxrss_kb=", 1)[1]) < 100_000  # KiB: under 100 MB
+    assert tree(repo / "build") == before
+
+
+def test_duplicate_keys_name_both_lines(repo):
+    path = repo / "catalogs/shift/catalog.yaml"
+    lines = path.read_text().splitlines()
+    title = next(i for i, l in enumerate(lines) if l.startswith("title:"))
+    lines.insert(title + 1, "title: A second title")
+    path.write_text("\n".join(lines) + "\n")
+    res = subprocess.run([sys.executable, "-m", "stacgit", "build"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert f"catalogs/shift/catalog.yaml:{title + 2}: duplicate key 'title' (first at line {title + 1})" in res.stderr
