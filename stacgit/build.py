@@ -191,6 +191,10 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                     except MappingError as exc:
                         failures.append((loc, exc.field, exc.reason, item_id if isinstance(item_id, str) else None))
                         continue
+                    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError) as exc:
+                        # a record no check names yet: skipped with the reason, never the whole shard
+                        failures.append((loc, "record", f"unexpected {type(exc).__name__}: {str(exc)[:200]}", item_id if isinstance(item_id, str) else None))
+                        continue
                     body = pretty_json(item)  # the item file minus its structural links
                     body_digest = digest_bytes(body)
                     mapped += 1
@@ -821,8 +825,8 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
             (cache_dir(project, cat.id) / c).unlink(missing_ok=True)
         _fragment_path(project, cat.id, cid).unlink(missing_ok=True)
 
-    children = [
-        link("child", f"./{c.id}/collection.json", title=c.meta.get("title", c.id)) for c in cat.collections
+    children = [  # a collection that failed on its first build is not linked until it builds
+        link("child", f"./{c.id}/collection.json", title=c.meta.get("title", c.id)) for c in cat.collections if (out_dir / c.id / "collection.json").is_file()
     ]
     root = render_catalog(cat.id, cat.meta.get("title"), cat.meta["description"], "catalog.json", "catalog.json", None, children, cat.links)
     root_entry = (sha256_bytes(root), len(root))

@@ -1091,7 +1091,7 @@ def catalog_exports(project: Project, con, cat, writer) -> None:
     form ``pypgstac load collections`` takes. (What changed since the last publish is computed
     by ``publish`` from the published manifest: the build holds no history.)"""
     out_dir = project.build_dir / cat.id
-    pg = [c for c in cat.collections if c.pgstac]
+    pg = [c for c in cat.collections if c.pgstac and (out_dir / c.id / "collection.json").is_file()]  # built ones
     if pg:
         data = b"".join(orjson.dumps(collection_doc_for_metadata(out_dir, c, parquet=False), option=orjson.OPT_SORT_KEYS) + b"\n" for c in pg)
         rel = "pgstac/collections.ndjson"

@@ -63,9 +63,24 @@ def release_lock(project: Project) -> None:
 
 
 def _fail(unit: str, root: str, run_id: str, exc: BaseException) -> TaskFailed:
+    """A task's failure as one line for the summary. An exception stacgit did not expect (a
+    bug, or input nothing checks yet) is named with the unit; its traceback goes to a log file
+    under ``.stacgit/logs/``, not to the user's terminal."""
     msg = str(exc)
     if isinstance(exc, OSError) and not isinstance(exc, StacgitError):
         msg = f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")
+    elif not isinstance(exc, StacgitError):
+        import traceback
+
+        log = Path(root) / ".stacgit" / "logs" / f"{run_id}.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as f:
+                f.write(f"{unit}\n{''.join(traceback.format_exception(exc))}\n")
+        except OSError:
+            pass
+        first = (str(exc).splitlines() or [""])[0][:300]
+        msg = f"{unit}: unexpected {type(exc).__name__}: {first} (traceback in {log.relative_to(root)})"
     try:
         con = st.connect(Path(root) / ".stacgit")
         con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps({"error": msg}).decode()))
@@ -91,7 +106,7 @@ def run_shard(root: str, catalog_id: str, collection_id: str, shard: str, opts: 
     try:
         project = _project(root, options.run_id)
         b.build_shard(project, project.catalog(catalog_id).collection(collection_id), shard, options)
-    except (StacgitError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
     return True
 
@@ -105,7 +120,7 @@ def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[
         report = b.build_collection(project, coll, shards, options)
         if options.validate:
             b.validate_written(project, coll, report, options)
-    except (StacgitError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
     return True
 
@@ -120,7 +135,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
         report = exports.export_collection(project, coll, options.jobs)
         with st.Transaction(con):
             b.save_report(con, options.run_id, unit, report)
-    except (StacgitError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
     return True
 
@@ -130,7 +145,7 @@ def run_catalog(root: str, catalog_id: str, opts: dict):
     try:
         project = _project(root, options.run_id)
         b.build_catalog(project, project.catalog(catalog_id), options)
-    except (StacgitError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(f"catalog:{catalog_id}", root, options.run_id, exc)
     return True
 
@@ -450,6 +465,7 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         finally:
             os.chdir(cwd)
         failures = list(_RUN.get("failures", []))
+        _catalogs_after_failures(project, run_id, failures, options, selection)
         summary = summarize(project, run_id, failures)
         summary["seconds"] = round(time.monotonic() - started, 3)
         if strict and summary["items"]["failed"] and not summary["errors"]:
@@ -468,6 +484,20 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
     finally:
         _RUN.clear()
         release_lock(project)
+
+
+def _catalogs_after_failures(project: Project, run_id: str, failures: list[tuple[str, str]], options, selection: Selection) -> None:
+    """doit does not run a task whose dependency failed, so a catalog one of whose collections
+    failed would keep no root (on a first build) or an old one while its other collections
+    were built. Its catalog step runs here instead, linking the collections that exist."""
+    con = st.connect(project.state_dir)
+    failed = {u for u, _ in failures} | {r[0] for r in con.execute("SELECT unit FROM reports WHERE run_id=? AND data LIKE '{\"error\"%'", (run_id,))}
+    for cat_id in sorted(project.catalogs):
+        if selection.catalogs is not None and cat_id not in selection.catalogs:
+            continue
+        ran = con.execute("SELECT 1 FROM reports WHERE run_id=? AND unit=?", (run_id, f"catalog:{cat_id}")).fetchone()
+        if ran is None and any(u.partition(":")[2].startswith(cat_id + "/") for u in failed):
+            run_catalog(str(project.root), cat_id, dataclasses.asdict(options))
 
 
 def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) -> dict:

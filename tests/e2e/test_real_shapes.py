@@ -58,3 +58,52 @@ def test_real_item_shapes_build_or_are_named(tmp_path: Path):
         boxes += t.column("bbox").to_pylist()
     assert sorted(ids) == sorted(expected)
     assert all(b is not None for b in boxes)
+
+
+def test_a_collection_failing_on_its_first_build_does_not_hold_back_the_root(repo):
+    """3dep has two collections; one cannot be read: the other is built and the root links it."""
+    import yaml
+
+    from conftest import stacgit
+
+    path = repo / "catalogs/3dep/catalog.yaml"
+    doc = yaml.safe_load(path.read_text())
+    broken = doc["collections"][0]["id"]
+    doc["collections"][0]["source"]["path"] = "sources/missing.json"
+    (repo / "catalogs/3dep/sources/missing.json").write_text("[not json")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = stacgit(repo, "build", "-j", "1")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    root = json.loads((repo / "build/3dep/catalog.json").read_text())
+    children = [l["href"] for l in root["links"] if l["rel"] == "child"]
+    assert children == [f"./{c['id']}/collection.json" for c in doc["collections"][1:]]
+    assert (repo / "build/3dep/manifest.json").is_file()
+    (repo / "catalogs/3dep/sources/missing.json").write_text("[]")
+    stacgit(repo, "build", "-j", "1")
+    root = json.loads((repo / "build/3dep/catalog.json").read_text())
+    assert f"./{broken}/collection.json" in [l["href"] for l in root["links"] if l["rel"] == "child"]
+
+
+_UNEXPECTED = """
+import sys
+from stacgit import build
+def boom(*args, **kwargs):
+    raise RuntimeError("boom")
+build.build_collection = boom  # stands for a bug, or input nothing checks yet
+from stacgit.cli import main
+sys.argv = ["stacgit", "build", "-j", "1"]
+main()
+"""
+
+
+def test_an_unexpected_exception_in_a_task_is_one_line(repo):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _UNEXPECTED], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr and "PythonAction Error" not in res.stderr
+    line = next(l for l in res.stderr.splitlines() if "collection:shift/aviris-ng-l2a" in l)
+    assert "unexpected RuntimeError: boom (traceback in .stacgit/logs/" in line
+    log = repo / line.rsplit("traceback in ", 1)[1].rstrip(")")
+    assert "RuntimeError: boom" in log.read_text()
