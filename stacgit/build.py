@@ -153,6 +153,7 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     kept: set[str] = set()  # record digests of prior rows that stay as they are
     failures: list[tuple] = []
     seen: dict[str, str] = {}
+    seen_folded: dict[str, tuple[str, str]] = {}
     mapped = reused = 0
     fmt = project.source_format(coll, shard)
     columns = read_columns(abs_path, shard, fmt, coll.source.delimiter) if mapping.reads else None
@@ -203,6 +204,14 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                         f"duplicate item id '{item_id}' in collection {coll.key}: {location(shard, seen[item_id])} and {location(shard, loc)}"
                     )
                 seen[item_id] = loc
+                folded = item_id.casefold()
+                if folded in seen_folded and seen_folded[folded][0] != item_id:
+                    other, other_loc = seen_folded[folded]
+                    raise PlanError(
+                        f"item ids '{other}' ({location(shard, other_loc)}) and '{item_id}' ({location(shard, loc)}) of collection "
+                        f"{coll.key} differ only in case: their files would collide on case-insensitive file systems"
+                    )
+                seen_folded[folded] = (item_id, loc)
                 if body is not None:
                     cache.write(body)
                     rows.append((*where, item_id, rdig, body_digest, start, end, w, s, e, n, offset, len(body)))

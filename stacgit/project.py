@@ -137,8 +137,11 @@ def check_id(value: Any, what: str) -> str | None:
         return f"{what} {value!r} contains a path separator"
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         return f"{what} {value!r} contains a control character"
-    if value != value.strip():
-        return f"{what} {value!r} has leading or trailing white space"
+    if any(c.isspace() for c in value):
+        return f"{what} {value!r} contains white space (a link to it would need escaping that clients get wrong)"
+    bad = next((c for c in "#?%" if c in value), None)
+    if bad:
+        return f"{what} {value!r} contains {bad!r}, which no client can follow in a relative href (it starts a URL fragment, query or escape)"
     if len(value.encode("utf-8")) > MAX_ID_BYTES:
         return f"{what} is longer than {MAX_ID_BYTES} bytes: {value[:40]!r}..."
     if value.lower() in _RESERVED_IDS:

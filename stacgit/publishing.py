@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import orjson
 
 from stacgit import gitinfo
-from stacgit.errors import PublishError, StacgitError, StalePublishError
+from stacgit.errors import ConfigError, PublishError, StacgitError, StalePublishError
 from stacgit.hashing import pretty_json, sha256_bytes, sha256_file
 from stacgit.project import Project
 from stacgit.stores import LARGE, Conflict, Store, Target, check_rel, open_store
@@ -122,7 +122,7 @@ def render_absolute(data: bytes, rel: str, base_url: str) -> bytes:
 def _check_base_url(url: str, where: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise PublishError(f"{where}: base URL {url!r} must be an http(s) URL without query or fragment")
+        raise ConfigError(f"{where}: base URL {url!r} must be an http(s) URL without query or fragment")
     return url if url.endswith("/") else url + "/"
 
 
@@ -580,7 +580,7 @@ def run_publish(
     or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``). Returns the summary."""
     target = Target.parse(to)
     if endpoint_url and target.scheme != "s3":
-        raise PublishError(f"--endpoint-url applies to s3:// targets, not {to}")
+        raise ConfigError(f"--endpoint-url applies to s3:// targets, not {to}")
     catalogs = [project.catalog(catalog).id] if catalog else sorted(project.catalogs)
     stale: list | None = None
     record_path = _record_path(project, target)

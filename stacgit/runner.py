@@ -25,7 +25,7 @@ from doit.exceptions import TaskFailed, UnmetDependency
 from stacgit import build as b
 from stacgit import exports, gitinfo, plan
 from stacgit import state as st
-from stacgit.errors import ConfigError, PlanError, StacgitError
+from stacgit.errors import BuildError, ConfigError, PlanError, StacgitError
 from stacgit.project import Project
 from stacgit.validate import Report
 from stacgit.verdicts import stored_report
@@ -405,6 +405,14 @@ def _prepare(project: Project) -> None:
         if cat_id not in project.catalogs:
             b.remove_catalog_output(project, cat_id)
     con.execute("DELETE FROM reports")
+    for cat_id in sorted(project.catalogs):  # output folders deleted by hand: built again from scratch
+        if not (project.build_dir / cat_id).is_dir():
+            if con.execute("SELECT 1 FROM aggregates WHERE catalog=? LIMIT 1", (cat_id,)).fetchone():
+                b.remove_catalog_output(project, cat_id)
+            continue
+        for coll_id in st.known_collections(con, cat_id):
+            if not (project.build_dir / cat_id / coll_id).is_dir():
+                st.drop_collection(con, cat_id, coll_id)
     tmp = project.state_dir / "tmp"
     if tmp.is_dir():
         for leftover in tmp.iterdir():
@@ -418,6 +426,28 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def check_writable(project: Project, folder: Path) -> None:
+    """One line naming the folder, before any task starts, when the build output or the build
+    state cannot be written (a read-only checkout or volume), instead of one error per task."""
+    probe = folder / f".stacgit-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BuildError(f"{_shown(project, folder)}: cannot write: {exc.strerror or exc}") from None
+    state = st.state_path(project.state_dir)
+    if folder == project.state_dir and state.exists() and not os.access(state, os.W_OK):
+        raise BuildError(f"{_shown(project, state)}: cannot write the build state: permission denied")
+
+
+def _shown(project: Project, path: Path) -> str:
+    try:
+        return path.relative_to(project.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -428,6 +458,7 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
     from doit.doit_cmd import DoitMain
 
     started = time.monotonic()
+    check_writable(project, project.state_dir)
     acquire_lock(project)
     try:
         jobs = jobs or default_jobs()
@@ -447,6 +478,7 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         gitinfo.clear_cache()
         options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=_now(), validate=validate)
         tasks = list(iter_tasks(project, options, selection))  # raises ConfigError early
+        check_writable(project, project.build_dir)
 
         def task_build():
             yield from tasks
@@ -496,8 +528,30 @@ def _catalogs_after_failures(project: Project, run_id: str, failures: list[tuple
         if selection.catalogs is not None and cat_id not in selection.catalogs:
             continue
         ran = con.execute("SELECT 1 FROM reports WHERE run_id=? AND unit=?", (run_id, f"catalog:{cat_id}")).fetchone()
-        if ran is None and any(u.partition(":")[2].startswith(cat_id + "/") for u in failed):
+        if ran is None and any(u.startswith(f"build:{cat_id}/") for u in failed):  # a source that could not be read
             run_catalog(str(project.root), cat_id, dataclasses.asdict(options))
+
+
+_ENVIRONMENT = ("No space left on device", "Disk quota exceeded", "Read-only file system", "Permission denied")
+
+
+def _collapse_os_errors(errors: list[dict]) -> list[dict]:
+    """A full disk fails every task that writes: one line for it (the first path, and a count)."""
+    out, by_cause = [], {}
+    for e in errors:
+        cause = next((c for c in _ENVIRONMENT if e["message"].endswith(c)), None)
+        if cause is None:
+            out.append(e)
+        elif cause in by_cause:
+            by_cause[cause]["more"] += 1
+        else:
+            by_cause[cause] = dict(e, more=0)
+            out.append(by_cause[cause])
+    for e in by_cause.values():
+        more = e.pop("more")
+        if more:
+            e["message"] += f" (and {more} more task(s) failed the same way)"
+    return out
 
 
 def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) -> dict:
@@ -566,7 +620,7 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         "exports": export_totals,
         "validation": validation,
         "warnings": warnings,
-        "errors": errors,
+        "errors": _collapse_os_errors(errors),
     }
 
 

@@ -277,6 +277,17 @@ def item_count(con: sqlite3.Connection, key: tuple[str, str]) -> int:
     return con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND item_id IS NOT NULL", key).fetchone()[0]
 
 
+def drop_collection(con: sqlite3.Connection, catalog: str, collection: str) -> None:
+    with Transaction(con):
+        for table in COLLECTION_TABLES:
+            con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=?", (catalog, collection))
+
+
+def known_collections(con: sqlite3.Connection, catalog: str) -> set[str]:
+    """Collections of a catalog the build state has outputs for."""
+    return {r[0] for r in con.execute("SELECT DISTINCT collection FROM outputs WHERE catalog=? AND collection != ''", (catalog,))}
+
+
 def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
         for table in COLLECTION_TABLES + ("schema_sets", "unvalidated"):

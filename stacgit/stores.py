@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from stacgit.errors import PublishError
+from stacgit.errors import ConfigError, PublishError
 
 META_SHA256 = "stacgit-sha256"
 """Object metadata key (``x-amz-meta-stacgit-sha256``) holding the sha256 of the object's bytes:
@@ -60,11 +60,14 @@ class Target:
         if parts.scheme == "s3" and parts.netloc and not parts.query and not parts.fragment:
             prefix = parts.path.strip("/")
             if prefix:
-                check_rel(prefix, f"--to {url}")
+                try:
+                    check_rel(prefix, f"--to {url}")
+                except PublishError as exc:
+                    raise ConfigError(str(exc)) from None
             return cls("s3", parts.netloc, prefix)
         if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
             return cls("file", "", os.path.normpath(parts.path))
-        raise PublishError(f"--to {url}: expected s3://bucket[/prefix] or file:///absolute/path")
+        raise ConfigError(f"--to {url}: expected s3://bucket[/prefix] or file:///absolute/path")
 
     def url(self, catalog: str = "") -> str:
         if self.scheme == "s3":

@@ -42,7 +42,14 @@ class AtomicWriter:
 
     def write(self, rel: str, data: bytes | list, fresh: bool = False) -> None:
         """Write ``data``: bytes, or a list of byte strings (a large file assembled from parts,
-        written without joining them first)."""
+        written without joining them first). An OS error names the file being written, not
+        the temporary file it went through."""
+        try:
+            self._write(rel, data, fresh)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, os.path.join(self.out_dir, rel)) from None
+
+    def _write(self, rel: str, data: bytes | list, fresh: bool = False) -> None:
         parts = data if isinstance(data, list) else (data,)
         final = os.path.join(self.out_dir, rel)
         parent = os.path.dirname(final)

@@ -57,3 +57,36 @@ def test_duplicate_keys_name_both_lines(repo):
     res = subprocess.run([sys.executable, "-m", "stacgit", "build"], cwd=repo, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert f"catalogs/shift/catalog.yaml:{title + 2}: duplicate key 'title' (first at line {title + 1})" in res.stderr
+
+
+@pytest.mark.parametrize("bad, reason", [("#b", "contains '#'"), ("?b", "contains '?'"), ("%20", "contains '%'"), (" b", "contains white space"), ("\tb", "contains a control character")])
+def test_ids_no_client_can_follow_are_refused(repo, bad, reason):
+    from conftest import stacgit
+
+    csv = repo / "catalogs/shift/sources/flightlines.csv"
+    rows = csv.read_text().splitlines(keepends=True)
+    good = rows[1].split(",")[0]
+    rows[1] = rows[1].replace(good, good + bad, 1)
+    csv.write_text("".join(rows))
+    res = stacgit(repo, "build", "--json", "-j", "1")
+    assert res.exit_code == 1
+    failed = res.json["failed_records"]
+    assert [f["location"] for f in failed] == ["catalogs/shift/sources/flightlines.csv:2"] and reason in failed[0]["reason"]
+
+
+def test_ids_differing_only_in_case_are_refused(tmp_path):
+    import json
+
+    from conftest import REPO, stacgit
+
+    repo = tmp_path / "repo"
+    (repo / "catalogs/real/sources").mkdir(parents=True)
+    (repo / "catalogs/real/catalog.yaml").write_text(
+        "id: real\ndescription: d\nlicense: CC0-1.0\ncollections:\n  - {id: tiles, description: d, source: {type: file, path: sources/items.ndjson}}\n"
+    )
+    item = json.loads((REPO / "tests/data/real-shapes/items.ndjson").read_text().splitlines()[3])
+    lines = [json.dumps({**item, "id": i}) for i in ("Tile-A", "tile-b", "tile-a")]
+    (repo / "catalogs/real/sources/items.ndjson").write_text("\n".join(lines) + "\n")
+    res = stacgit(repo, "build", "-j", "1")
+    assert res.exit_code == 1 and "'Tile-A' (catalogs/real/sources/items.ndjson:1) and 'tile-a' (catalogs/real/sources/items.ndjson:3)" in res.stderr
+    assert "differ only in case" in res.stderr
