@@ -146,6 +146,8 @@ def snapshot(catalog: str | None, collection: str | None, repo: str, all_: bool,
             click.echo(f"{key}: {r['records']} records: {r['added']} added, {r['changed']} changed, {r['removed']} removed; {state}")
             if r["quarantined"]:
                 click.echo(f"  {r['quarantined']} invalid item(s) quarantined, e.g. {r['quarantined_examples'][0]}")
+            for n in r.get("notes", []):
+                click.echo(f"  note: {n}")
             for w in r["failed_windows"]:
                 click.echo(f"  failed window {w['window']}: {w['error']}", err=True)
     sys.exit(0 if result["complete"] else 1)

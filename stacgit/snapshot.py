@@ -58,6 +58,7 @@ class CollectionReport:
     windows_resumed: int = 0
     requests: int = 0
     method: str = ""
+    notes: list[str] = field(default_factory=list)  # workarounds for server quirks, as applied
 
     def quarantine(self, ident, why: str) -> None:
         """Count an invalid record; the first ``QUARANTINE_EXAMPLES`` are kept for the report."""
@@ -79,6 +80,7 @@ class CollectionReport:
             "windows_resumed": self.windows_resumed,
             "requests": self.requests,
             "method": self.method,
+            "notes": self.notes,
         }
 
 
@@ -222,7 +224,8 @@ async def snapshot_collection(project: Project, coll: CollectionSpec, env: dict,
                         def sink(items: list[dict]) -> None:
                             f.writelines(keyed_line(it, q.numeric) for it in items)
 
-                        await fetch_window(http, q, w, report.method, sink)
+                        got = await fetch_window(http, q, w, report.method, sink)
+                        report.notes += [n for n in got.notes if n not in report.notes]
                 except WindowTooBig:
                     part.unlink(missing_ok=True)
                     a, b = w.halves()

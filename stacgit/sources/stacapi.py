@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 
@@ -102,6 +102,10 @@ def _replace(q: ApiQuery, **kw) -> ApiQuery:
 class FetchError(SourceError):
     """A request failed for good (after retries); names URL and reason, never headers."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
 
 class WindowTooBig(Exception):
     """A window matches more items than ``max_window_items``: split it and fetch the halves."""
@@ -146,8 +150,22 @@ def retry_after(value: str | None) -> float | None:
     return max(0.0, min((when - datetime.now(timezone.utc)).total_seconds(), 120.0))
 
 
+MAX_REDIRECTS = 5
+
+
+def origin(url: str) -> tuple[str, str]:
+    """(scheme, host[:port]) of a URL: the party a secret header belongs to."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
 class Http:
-    """One httpx.AsyncClient per snapshot, with per-host rate limit, concurrency and retries."""
+    """One httpx.AsyncClient per snapshot, with per-host rate limit, concurrency and retries.
+
+    Secret headers (``headers:`` of the source, read from environment variables) go only to
+    the source's own origin: a ``next`` link or a redirect to another host gets none, so
+    redirects are followed here, not by httpx (which keeps custom headers across hosts). Their
+    values never appear in an error: a server that echoes one gets it replaced by ``***``."""
 
     def __init__(self, query: ApiQuery, env: dict[str, str], transport=None):
         import httpx
@@ -155,15 +173,15 @@ class Http:
         missing = [v for v in query.headers.values() if not env.get(v)]
         if missing:
             raise SourceError(f"environment variable {missing[0]} (for a request header) is not set")
-        headers = {"User-Agent": _USER_AGENT, "Accept": "application/geo+json, application/json"}
-        headers.update({name: env[var] for name, var in query.headers.items()})
+        self.secrets = {name: env[var] for name, var in query.headers.items()}
+        self.origin = origin(query.url)
         self._httpx = httpx
         self.client = httpx.AsyncClient(
-            headers=headers,
+            headers={"User-Agent": _USER_AGENT, "Accept": "application/geo+json, application/json"},
             timeout=httpx.Timeout(query.timeout),
             transport=transport,
             limits=httpx.Limits(max_connections=query.concurrency, max_keepalive_connections=query.concurrency),
-            follow_redirects=True,
+            follow_redirects=False,
         )
         self.retries = query.retries
         self.backoff = query.backoff
@@ -193,9 +211,7 @@ class Http:
             wait = None
             try:
                 async with self.sem:
-                    self.requests += 1
-                    resp = await self.client.request(method, url, params=params, json=body)
-                    content = await resp.aread()
+                    resp, content = await self._send(method, url, params, body)
                 if resp.status_code == 200 and want == "etag":
                     h = resp.headers
                     return h.get("ETag") or (f"{h.get('Last-Modified')}|{h.get('Content-Length')}" if h.get("Last-Modified") else None)
@@ -212,8 +228,8 @@ class Http:
                     last = f"HTTP {resp.status_code}"
                     wait = retry_after(resp.headers.get("Retry-After"))
                 else:
-                    snippet = content[:200].decode("utf-8", "replace").replace("\n", " ")
-                    raise FetchError(f"{method} {_show(url, params)}: HTTP {resp.status_code}: {snippet}")
+                    snippet = self.scrub(content[:200].decode("utf-8", "replace").replace("\n", " "))
+                    raise FetchError(f"{method} {_show(url, params)}: HTTP {resp.status_code}: {snippet}", status=resp.status_code)
             except httpx.TimeoutException:
                 last = "timed out"
             except httpx.TransportError as exc:
@@ -223,6 +239,30 @@ class Http:
                 delay = wait if wait is not None else self.backoff * (2**attempt) * random.uniform(0.5, 1.5)
                 await asyncio.sleep(delay)
         raise FetchError(f"{method} {_show(url, params)}: {last} after {self.retries + 1} attempts")
+
+
+    async def _send(self, method: str, url: str, params: dict | None, body: dict | None):
+        """One request and the redirects it leads to, each sent with the secret headers only
+        when it goes to the source's origin."""
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = self.secrets if origin(url) == self.origin else {}
+            self.requests += 1
+            resp = await self.client.request(method, url, params=params, json=body, headers=headers)
+            content = await resp.aread()
+            location = resp.headers.get("Location")
+            if resp.status_code not in (301, 302, 303, 307, 308) or not location:
+                return resp, content
+            url, params = urljoin(str(resp.url), location), None
+            if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
+                method, body = "GET", None
+        raise FetchError(f"{method} {url}: more than {MAX_REDIRECTS} redirects")
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret header value replaced (a server may echo one back)."""
+        for value in self.secrets.values():
+            if value:
+                text = text.replace(value, "***")
+        return text
 
 
 def _show(url: str, params: dict | None) -> str:
@@ -346,6 +386,7 @@ class WindowResult:
     matched: int | None = None
     error: str | None = None
     url: str = ""
+    notes: list[str] = field(default_factory=list)  # workarounds applied, for the report
 
 
 PageSink = Callable[[list[dict]], Awaitable[None] | None]
@@ -370,7 +411,18 @@ async def fetch_window(http: Http, q: ApiQuery, w: Window, method: str, sink: Pa
     while True:
         if res.pages >= q.max_pages:
             raise FetchError(f"{res.url}: more than {q.max_pages} pages (raise max_pages, or narrow the window)")
-        page = await http.json(req_method, url, params, body)
+        try:
+            page = await http.json(req_method, url, params, body)
+        except FetchError as exc:
+            # Planetary-Computer-style: a POST next link to the API root, which answers 405;
+            # the search endpoint takes the same body (pystac-client does the same)
+            if not (exc.status == 405 and req_method == "POST" and res.pages and url.rstrip("/") != f"{root}/search"):
+                raise
+            note = f"next link POST {url} answered 405: sent to {root}/search instead"
+            if note not in res.notes:
+                res.notes.append(note)
+            url = f"{root}/search"
+            page = await http.json(req_method, url, params, body)
         res.pages += 1
         features = page.get("features")
         if not isinstance(features, list):
@@ -401,12 +453,13 @@ async def fetch_window(http: Http, q: ApiQuery, w: Window, method: str, sink: Pa
         if nxt is None or not features:
             break
         link_method = (nxt.get("method") or "GET").upper()
+        href = urljoin(_show(url, params), nxt["href"])  # a relative next href is relative to the page
         if link_method == "POST":
             new_body = nxt.get("body") if isinstance(nxt.get("body"), dict) else {}
             body = {**(body or {}), **new_body} if nxt.get("merge") else (new_body or body)
-            url, params, req_method = nxt["href"], None, "POST"
+            url, params, req_method = href, None, "POST"
         else:
-            url, params, body, req_method = nxt["href"], None, None, "GET"
+            url, params, body, req_method = href, None, None, "GET"
         key = orjson.dumps([req_method, url, body], option=orjson.OPT_SORT_KEYS)
         if key in seen_links:
             raise FetchError(f"{url}: next link repeats an earlier request (looping next links)")
