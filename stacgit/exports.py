@@ -42,7 +42,7 @@ from stacgit import state as st
 from stacgit.errors import BuildError
 from stacgit.geo import bbox_2d, coords_bbox
 from stacgit.fileio import prefetch, pwrite_all, will_need
-from stacgit.hashing import digest_obj, pretty_json, sha256_bytes, sha256_file
+from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
 from stacgit.project import PARQUET_TYPE, CollectionSpec, Project

@@ -235,7 +235,7 @@ def _bad_directive(fmt: str) -> str | None:
         return None
     found = _DIRECTIVE.findall(fmt)
     if not found:
-        return "has no % directive (write e.g. '%Y-%m-%d')"
+        return "has no % directive (write e.g. '%Y-%m-%d', or epoch, epoch_ms)"
     for d in found:
         if d not in _STRPTIME:
             return f"'%{d}' is not a strptime directive" if d else "ends with a lone '%'"
@@ -439,7 +439,7 @@ def compile_value(
         for f in fmts:
             bad = _bad_directive(f)
             if bad:
-                raise S.fail(doc, kp + ("format",), f"{f!r}: {bad} (or epoch, epoch_ms)" if "no % directive" in bad else f"{f!r}: {bad}")
+                raise S.fail(doc, kp + ("format",), f"{f!r}: {bad}")
         tz = _tzinfo(spec["tz"], doc.where(kp + ("tz",))) if "tz" in spec else None
         as_date = vtype == "date"
 

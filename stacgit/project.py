@@ -429,6 +429,13 @@ class Project:
     def build_dir(self) -> Path:
         return self.root / "build"
 
+    def shown(self, path: Path) -> str:
+        """``path`` as messages show it: relative to the repository when inside it."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
     @property
     def state_dir(self) -> Path:
         return self.root / ".stacgit"

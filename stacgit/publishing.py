@@ -329,7 +329,7 @@ def check_guards(project: Project, plan: CatalogPlan, allow_failures: bool, allo
     if failed.is_file() and not allow_failures:
         n = failed.read_bytes().count(b"\n")
         raise PublishError(
-            f"catalog '{plan.catalog}': the build has {n} failed record(s) ({_rel(project, failed)}): "
+            f"catalog '{plan.catalog}': the build has {n} failed record(s) ({project.shown(failed)}): "
             "refusing to publish (guard: failed records); fix them, or pass --allow-failures to publish without them"
         )
     if allow_deletes or plan.remote is None:
@@ -353,13 +353,6 @@ def check_guards(project: Project, plan: CatalogPlan, allow_failures: bool, allo
                 f"published items (more than {share:.0%} and at least {least}): refusing to publish (guard: deletes); "
                 "check the build, or pass --allow-deletes if the deletions are meant"
             )
-
-
-def _rel(project: Project, path: Path) -> str:
-    try:
-        return path.relative_to(project.root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 PENDING = ".stacgit/pending.json"

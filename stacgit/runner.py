@@ -435,17 +435,10 @@ def check_writable(project: Project, folder: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise BuildError(f"{_shown(project, folder)}: cannot write: {exc.strerror or exc}") from None
+        raise BuildError(f"{project.shown(folder)}: cannot write: {exc.strerror or exc}") from None
     state = st.state_path(project.state_dir)
     if folder == project.state_dir and state.exists() and not os.access(state, os.W_OK):
-        raise BuildError(f"{_shown(project, state)}: cannot write the build state: permission denied")
-
-
-def _shown(project: Project, path: Path) -> str:
-    try:
-        return path.relative_to(project.root).as_posix()
-    except ValueError:
-        return str(path)
+        raise BuildError(f"{project.shown(state)}: cannot write the build state: permission denied")
 
 
 def default_jobs() -> int:
