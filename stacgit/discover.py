@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import yaml
 
 from stacgit.errors import ConfigError, SourceError
+from stacgit.geo import bbox_2d
 from stacgit.project import Project, load_catalog
 
 
@@ -31,9 +32,10 @@ def _overlaps_time(interval, rng: tuple[datetime | None, datetime | None]) -> bo
 
 
 def _overlaps_bbox(box, want: list[float]) -> bool:
-    if not box:
+    try:
+        w, s, e, n = bbox_2d(box)  # a 3D box is [w, s, zmin, e, n, zmax]
+    except ValueError:  # none, or not one we can read: not filtered out
         return True
-    w, s, e, n = box[0], box[1], box[-2], box[-1]
     return not (e < want[0] or w > want[2] or n < want[1] or s > want[3])
 
 

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from stacgit.extensions import Problem, all_extensions, json_pointer
-from stacgit.geo import coords_bbox
+from stacgit.geo import bbox_2d, coords_bbox
 
 STRUCTURAL_RELS = frozenset({"self", "root", "parent", "child", "item", "collection"})
 DATETIME_FIELDS = ("datetime", "start_datetime", "end_datetime", "created", "updated", "published", "expires", "unpublished")
@@ -155,20 +155,23 @@ def _geometry(doc: dict) -> list[Problem]:
         reason = re.sub(r"\[.*", "", shapely.is_valid_reason(g)).strip()
         out.append(Problem("lint:geometry", f"invalid geometry: {reason}", "/geometry", "warning"))
     bbox = doc.get("bbox")
-    if isinstance(bbox, list) and len(bbox) in (4, 6) and all(isinstance(v, (int, float)) for v in bbox):
-        w, s, e, n = (bbox[0], bbox[1], bbox[3], bbox[4]) if len(bbox) == 6 else bbox
-        if w <= e:  # across the antimeridian: not compared
-            try:
-                gw, gs, ge, gn = coords_bbox(geom)
-            except (ValueError, TypeError, IndexError, KeyError):
-                return out
-            if any(math.isnan(v) for v in (gw, gs, ge, gn)):
-                return out
-            tol = BBOX_TOLERANCE
-            if gw < w - tol or gs < s - tol or ge > e + tol or gn > n + tol:
-                out.append(Problem("lint:bbox", "geometry extends outside bbox", "/bbox", "warning"))
-            elif max(gw - w, gs - s, e - ge, n - gn) > max(tol, 0.01 * max(e - w, n - s, tol)):
-                out.append(Problem("lint:bbox", "bbox is larger than the geometry's bounds", "/bbox", "warning"))
+    try:
+        w, s, e, n = bbox_2d(bbox)
+    except ValueError:  # the schema reports a malformed bbox
+        return out
+    if w > e:  # across the antimeridian: not compared
+        return out
+    try:
+        gw, gs, ge, gn = coords_bbox(geom)
+    except (ValueError, TypeError, IndexError, KeyError):
+        return out
+    if any(math.isnan(v) for v in (gw, gs, ge, gn)):
+        return out
+    tol = BBOX_TOLERANCE
+    if gw < w - tol or gs < s - tol or ge > e + tol or gn > n + tol:
+        out.append(Problem("lint:bbox", "geometry extends outside bbox", "/bbox", "warning"))
+    elif max(gw - w, gs - s, e - ge, n - gn) > max(tol, 0.01 * max(e - w, n - s, tol)):
+        out.append(Problem("lint:bbox", "bbox is larger than the geometry's bounds", "/bbox", "warning"))
     return out
 
 
