@@ -14,7 +14,7 @@ from stacgit.hashing import pretty_json, sha256_file
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import Project
 from stacgit.schemas import SchemaStore, SchemaUnavailable, pull
-from stacgit.validate import Report, Validator, collect_targets, core_schema_url, validate_targets
+from stacgit.validate import Report, Validator, collect_targets, core_schema_url, read_documents, validate_targets
 from stacgit.verdicts import stored_report, validate_catalog
 
 LOCK_FILE = "schemas.lock.json"
@@ -106,11 +106,7 @@ def document_schemas(paths: list[Path]) -> set[str]:
     schema and their ``stac_extensions``."""
     urls: set[str] = set()
     for target in collect_targets([str(p) for p in paths]):
-        try:
-            docs = [orjson.loads(Path(target.file).read_bytes())]
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        for doc in docs:
+        for _loc, doc, _error in read_documents(target.file):  # JSON, FeatureCollections, NDJSON
             if not isinstance(doc, dict):
                 continue
             core = core_schema_url(doc)
@@ -158,10 +154,9 @@ def pull_schemas(project: Project, dest: Path | None = None, online: bool = True
         if url in written:
             origin = store.origin(url)
             origin = url if origin == "network" else provenance.get(url) or f"copied from a local schema mirror ({Path(origin).name})"
-        elif old.get(url, {}).get("sha256") == sha:
-            origin = old[url].get("origin") or "added to schemas/ by hand"
-        else:
-            origin = "added to schemas/ by hand"
+        else:  # pinned before: its origin holds while its bytes do
+            known = old.get(url, {})
+            origin = (known.get("sha256") == sha and known.get("origin")) or "added to schemas/ by hand"
         lock[url] = {"origin": origin, "sha256": sha}
     if lock:
         (dest / LOCK_FILE).write_bytes(pretty_json(lock))
