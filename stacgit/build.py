@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from stacgit import state as st
+from stacgit import columns as C, state as st
 from stacgit.errors import BuildError, MappingError, PlanError, StacgitError
 from stacgit.hashing import canonical_json, digest_bytes, digest_file, digest_obj, pretty_json, sha256_bytes
 from stacgit.layout import compute_layout
@@ -160,6 +160,8 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
     if columns is not None:
         check_columns(mapping.reads, columns, shard)
     render = mapping.render
+    infer = bool(coll.geoparquet and coll.geoparquet["undeclared"] == "infer")
+    signatures: dict[str, str] = {}  # digest -> field types, of this shard's new items
     try:
         with open(cache_path, cache_mode) as cache:
             offset = cache.seek(0, os.SEEK_END)
@@ -198,6 +200,11 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                         continue
                     body = pretty_json(item)  # the item file minus its structural links
                     body_digest = digest_bytes(body)
+                    sig = None
+                    if infer:
+                        sig_doc = canonical_json(C.signature(item))
+                        sig = digest_bytes(sig_doc)
+                        signatures[sig] = sig_doc.decode()
                     mapped += 1
                 if item_id in seen:
                     raise PlanError(
@@ -214,7 +221,7 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
                 seen_folded[folded] = (item_id, loc)
                 if body is not None:
                     cache.write(body)
-                    rows.append((*where, item_id, rdig, body_digest, start, end, w, s, e, n, offset, len(body)))
+                    rows.append((*where, item_id, rdig, body_digest, start, end, w, s, e, n, sig, offset, len(body)))
                     offset += len(body)
     except BaseException:
         if not append:
@@ -261,7 +268,8 @@ def build_shard(project: Project, coll: CollectionSpec, shard: str, options: Bui
         else:
             con.execute("DELETE FROM records WHERE catalog=? AND collection=? AND shard=?", where)
         con.execute("DELETE FROM failures WHERE catalog=? AND collection=? AND shard=?", where)
-        con.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        con.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        con.executemany("INSERT OR IGNORE INTO signatures VALUES (?,?)", signatures.items())
         con.executemany("INSERT INTO failures VALUES (?,?,?,?,?,?,?)", new_failures)
         con.execute(
             "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?,?,?,?,?)",

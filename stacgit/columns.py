@@ -27,7 +27,8 @@ BASE_PROPERTIES = {"datetime": "datetime", "start_datetime": "datetime", "end_da
 
 EXTRA_PROPERTIES = "stacgit:extra_properties"
 EXTRA_ASSETS = "stacgit:extra_assets"
-"""With ``undeclared: json``, fields without a declared type are kept as JSON text here."""
+"""With ``undeclared: json`` (or ``infer``), fields without a type are kept as JSON text here."""
+UNDECLARED = ("error", "json", "infer")
 
 ASSET_BASE = {"href": "string", "type": "string", "roles": "list<string>", "title": "string", "description": "string"}
 
@@ -38,7 +39,8 @@ class ItemColumns:
 
     properties: dict[str, str] = field(default_factory=dict)
     assets: dict[str, dict[str, str]] = field(default_factory=dict)
-    undeclared: str = "error"  # or "json": fields not declared become JSON text columns
+    undeclared: str = "error"  # "json": fields not declared become JSON text; "infer": typed from the items
+    drift: list[str] = field(default_factory=list)  # inferred fields whose items disagree on a type
 
     def to_dict(self) -> dict:
         return {"properties": dict(sorted(self.properties.items())), "assets": {k: dict(sorted(v.items())) for k, v in sorted(self.assets.items())}, "undeclared": self.undeclared}
@@ -177,8 +179,51 @@ def apply_overrides(cols: ItemColumns, overrides: dict, where: str) -> None:
             cols.properties[name] = kind
 
 
+def signature(item: dict) -> dict:
+    """The field types of one item's properties and assets (``undeclared: infer``): what the
+    collection's inferred columns are the union of. Nulls and empty lists say nothing."""
+    def kinds(obj: Any) -> dict[str, str]:
+        return {k: value_type(v) for k, v in obj.items() if v is not None and v != []} if isinstance(obj, dict) else {}
+
+    props = {k: t for k, t in kinds(item.get("properties")).items() if k not in TOP_LEVEL}
+    assets = {k: kinds(a) for k, a in (item.get("assets") or {}).items() if isinstance(a, dict)}
+    return {"properties": props, "assets": assets}
+
+
+_WIDER = {frozenset({"int64", "float64"}): "float64", frozenset({"list<int64>", "list<float64>"}): "list<float64>"}
+
+
+def add_inferred(cols: ItemColumns, signatures: list[tuple[dict, str]]) -> None:
+    """Type the fields no mapping, extension, patch or override declared from the items'
+    signatures (each with an item id that has it). Integers and floats widen to floats; any
+    other disagreement is real drift: the field is kept as JSON text and named in
+    ``cols.drift``. The result depends only on the set of signatures, never on their order."""
+    seen: dict[tuple, dict[str, str]] = {}  # (asset key or None, field) -> type -> first item id
+    for sig, item_id in signatures:
+        for name, kind in sig["properties"].items():
+            seen.setdefault((None, name), {}).setdefault(kind, item_id)
+        for key, fields in sig["assets"].items():
+            seen.setdefault((key, None), {})
+            for name, kind in fields.items():
+                seen.setdefault((key, name), {}).setdefault(kind, item_id)
+    for (key, name), kinds in sorted(seen.items(), key=lambda kv: (kv[0][0] or "", kv[0][0] is not None, kv[0][1] or "")):
+        if name is None:
+            cols.assets.setdefault(key, dict(ASSET_BASE))
+            continue
+        target = cols.properties if key is None else cols.assets.setdefault(key, dict(ASSET_BASE))
+        if name in target:
+            continue
+        kind = next(iter(kinds)) if len(kinds) == 1 else _WIDER.get(frozenset(kinds), "json")
+        if len(kinds) > 1 and kind == "json":
+            field_name = f"properties.{name}" if key is None else f"assets.{key}.{name}"
+            shown = ", ".join(f"{t} in {i!r}" for t, i in sorted(kinds.items()))
+            cols.drift.append(f"{field_name} is {shown}: its GeoParquet column holds JSON text "
+                              "(fix the items, or give it a type in geoparquet.columns)")
+        target[name] = kind
+
+
 def finish(cols: ItemColumns) -> None:
-    if cols.undeclared == "json":
+    if cols.undeclared in ("json", "infer"):
         cols.properties[EXTRA_PROPERTIES] = "string"
         cols.properties[EXTRA_ASSETS] = "string"
 

@@ -92,7 +92,8 @@ STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection"})
 
 
 def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
-    """The column types of a collection's items (mapping, defaults, extensions, overrides)."""
+    """The column types of a collection's items (mapping, defaults, extensions, patches,
+    overrides; with ``undeclared: infer``, the built items' own field types for the rest)."""
     where = f"{project.catalog(coll.catalog_id).yaml_path}: collections[{coll.index}] ({coll.key})"
     spec = get_mapping(project, coll)
     cols = C.from_mapping(spec.data, coll.defaults, where)
@@ -103,6 +104,8 @@ def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
     gp = coll.geoparquet or {}
     C.apply_overrides(cols, gp.get("columns") or {}, f"{where}: geoparquet.columns")
     cols.undeclared = gp.get("undeclared", "error")
+    if cols.undeclared == "infer":
+        C.add_inferred(cols, st.item_signatures(st.connect(project.state_dir), (coll.catalog_id, coll.id)))
     C.finish(cols)
     C.check_names(cols, where)
     return cols
@@ -161,7 +164,7 @@ class Prepared:
         self.json_assets = {k: {f for f, t in fs.items() if t == "json"} for k, fs in cols.assets.items()}
 
     def _undeclared(self, item_id: str, field: str) -> None:
-        if self.cols.undeclared != "json":
+        if self.cols.undeclared == "error":
             raise Drift(item_id, field, "is not in the collection's GeoParquet schema: give it a type in the mapping, "
                         "or declare it in catalog.yaml geoparquet.columns")
 
@@ -183,7 +186,7 @@ class Prepared:
         for key, asset in (item.get("assets") or {}).items():
             fields = self.cols.assets.get(key)
             if fields is None:
-                if self.cols.undeclared != "json":
+                if self.cols.undeclared == "error":
                     raise Drift(item_id, f"assets.{key}", "is not an asset of the collection's GeoParquet schema "
                                 "(declare its fields in geoparquet.columns as assets.<key>.<field>)")
                 extra_assets[key] = asset

@@ -16,7 +16,7 @@ import jmespath
 
 from stacgit import _spec as S
 from stacgit._yaml import Located, load_yaml
-from stacgit.columns import TYPES as COLUMN_TYPES
+from stacgit.columns import TYPES as COLUMN_TYPES, UNDECLARED
 from stacgit.errors import ConfigError
 from stacgit.hashing import FORMAT_VERSION, digest_obj
 from stacgit.patches import Patch, load_patches
@@ -33,7 +33,7 @@ _GEOPARQUET = S.Node(
     fields={
         "partition": S.Node("str", choices=PARTITIONS),
         "columns": S.mapping(S.STR),
-        "undeclared": S.Node("str", choices=("error", "json")),
+        "undeclared": S.Node("str", choices=UNDECLARED),
     },
 )
 PARQUET_TYPE = "application/vnd.apache.parquet"
@@ -190,8 +190,10 @@ class CollectionSpec:
         return f"{self.catalog_id}/{self.id}"
 
     def config_digest(self, mapping_digest: str) -> str:
-        """Everything that decides how a record becomes an item body."""
-        return digest_obj([FORMAT_VERSION, self.key, mapping_digest, self.defaults, self.source.format, self.source.delimiter])
+        """Everything that decides how a record becomes an item body (and whether its field
+        types are kept, to infer GeoParquet columns from)."""
+        infer = bool(self.geoparquet and self.geoparquet["undeclared"] == "infer")
+        return digest_obj([FORMAT_VERSION, self.key, mapping_digest, self.defaults, self.source.format, self.source.delimiter, infer])
 
     def aggregate_digest(self) -> str:
         """Everything besides item bodies that decides the collection's outputs."""
@@ -387,8 +389,8 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
 
 def _geoparquet(doc: Located, cat_raw: Any, coll_raw: Any, kp: tuple, passthrough: bool) -> dict | None:
     """A collection's GeoParquet settings: the catalog's ``geoparquet:`` under its own; ``false``
-    at either level turns it off. Items of a STAC API snapshot have no mapping to type their
-    fields, so their undeclared fields default to JSON text columns instead of errors."""
+    at either level turns it off. Items that pass through (a STAC API snapshot, a file of STAC
+    items) have no mapping to type their fields, so their columns are inferred from the items."""
     if coll_raw is False or (cat_raw is False and not isinstance(coll_raw, dict)):
         return None
     cat = cat_raw if isinstance(cat_raw, dict) else {}
@@ -401,7 +403,7 @@ def _geoparquet(doc: Located, cat_raw: Any, coll_raw: Any, kp: tuple, passthroug
     return {
         "partition": coll.get("partition", cat.get("partition", "year")),
         "columns": columns,
-        "undeclared": coll.get("undeclared", cat.get("undeclared", "json" if passthrough else "error")),
+        "undeclared": coll.get("undeclared", cat.get("undeclared", "infer" if passthrough else "error")),
     }
 
 

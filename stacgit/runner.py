@@ -596,6 +596,12 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
         for coll in project.iter_collections()
         if not counts.get((coll.catalog_id, coll.id)) and not any(e["unit"].partition(":")[2].startswith(coll.key) for e in errors)
     ]
+    warnings += [
+        f"collection {coll.key}: {drift}"
+        for coll in project.iter_collections()
+        if coll.geoparquet and coll.geoparquet["undeclared"] == "infer" and counts.get((coll.catalog_id, coll.id))
+        for drift in exports.item_columns(project, coll).drift
+    ]
     errors += [{"unit": "patch", "message": m} for m in patches.pop("__errors__")]
     validation = _validation_summary(con, run_id)
     return {

@@ -45,13 +45,14 @@ Rule: files are written first, the rows describing them are committed after.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
 
 from stacgit.errors import StacgitError
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
@@ -62,8 +63,11 @@ CREATE TABLE IF NOT EXISTS shards (
 CREATE TABLE IF NOT EXISTS records (
   catalog TEXT, collection TEXT, shard TEXT, item_id TEXT,
   record_digest TEXT, body_digest TEXT, start TEXT, end TEXT,
-  w REAL, s REAL, e REAL, n REAL, cache_off INTEGER, cache_len INTEGER,
+  w REAL, s REAL, e REAL, n REAL, sig TEXT, cache_off INTEGER, cache_len INTEGER,
   PRIMARY KEY (catalog, collection, shard, item_id));
+-- sig: the digest of the item's field types, kept only where GeoParquet columns are inferred
+CREATE TABLE IF NOT EXISTS signatures (digest TEXT PRIMARY KEY, doc TEXT) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_sigs ON records (catalog, collection, sig, item_id) WHERE sig IS NOT NULL;
 DROP INDEX IF EXISTS records_by_item;
 -- covering indexes: a collection's ids, times and boxes (its members and extent) and a shard's
 -- record digests are read from narrow index entries, not from the wide rows (3x and 8x faster)
@@ -292,3 +296,14 @@ def drop_catalog(con: sqlite3.Connection, catalog: str) -> None:
     with Transaction(con):
         for table in COLLECTION_TABLES + ("schema_sets", "unvalidated"):
             con.execute(f"DELETE FROM {table} WHERE catalog=?", (catalog,))
+
+
+def item_signatures(con: sqlite3.Connection, key: tuple[str, str]) -> list[tuple[dict, str]]:
+    """The distinct field-type signatures of a collection's records, each with the first item
+    id (in id order) that has it, in digest order (read from the ``records_sigs`` index)."""
+    rows = con.execute(
+        "SELECT s.doc, r.first FROM (SELECT sig, MIN(item_id) AS first FROM records WHERE catalog=? AND collection=? "
+        "AND sig IS NOT NULL GROUP BY sig) r JOIN signatures s ON s.digest = r.sig ORDER BY r.sig",
+        key,
+    )
+    return [(json.loads(doc), first) for doc, first in rows]

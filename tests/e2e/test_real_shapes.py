@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from stac_geoparquet.arrow import stac_table_to_items
 
-from conftest import REPO, stacgit_proc
+from conftest import REPO, stacgit_proc, tree
 
 SHAPES = REPO / "tests/data/real-shapes/items.ndjson"
 
@@ -58,6 +59,39 @@ def test_real_item_shapes_build_or_are_named(tmp_path: Path):
         boxes += t.column("bbox").to_pylist()
     assert sorted(ids) == sorted(expected)
     assert all(b is not None for b in boxes)
+    # columns are inferred from the items; a field whose items disagree is named and kept as JSON text
+    assert summary["warnings"] == [
+        "collection real/shapes: properties.eo:cloud_cover is float64 in 'landsat-no-bbox', string in 'numeric-string': "
+        "its GeoParquet column holds JSON text (fix the items, or give it a type in geoparquet.columns)"
+    ]
+    schema = _schema(repo)
+    assert schema["proj:code"] == "string" and schema["pc:count"] == "int64" and schema["eo:cloud_cover"] == "string"
+    assert schema["assets"].startswith("struct<data: struct<") and "mirror: struct<description: string, href: string" in schema["assets"]
+
+    # the provider fixes its item: the next (incremental) build types the column, as a clean build does
+    lines = [l for l in SHAPES.read_text().splitlines() if '"numeric-string"' not in l]
+    (repo / "catalogs/real/sources/items.ndjson").write_text("\n".join(lines) + "\n")
+    again = json.loads(stacgit_proc(repo, "build", "--json", "-j", "1").stdout)
+    assert again["warnings"] == [] and again["items"]["deleted"] == 1
+    assert _schema(repo)["eo:cloud_cover"] == "double"
+    back = {i["id"]: i for f in sorted((repo / "build/real/shapes/parquet").glob("*.parquet"))
+            for i in stac_table_to_items(pq.read_table(f))}
+    assert back["landsat-no-bbox"]["properties"]["eo:cloud_cover"] == 3.2
+    assert back["lidar-3d-bbox"]["properties"]["proj:code"] == "EPSG:26913"
+    assert back["relative-and-s3-hrefs"]["assets"]["mirror"]["href"] == "s3://bucket/relative-and-s3-hrefs.tif"
+    incremental = tree(repo / "build")
+    shutil.rmtree(repo / "build")
+    shutil.rmtree(repo / ".stacgit")
+    stacgit_proc(repo, "build", "--json", "-j", "1")
+    assert tree(repo / "build") == incremental
+
+
+def _schema(repo: Path) -> dict[str, str]:
+    """Column name -> Arrow type of the collection's GeoParquet files (all of them agree)."""
+    schemas = {str(pq.read_schema(f).remove_metadata()) for f in (repo / "build/real/shapes/parquet").glob("*.parquet")}
+    assert len(schemas) == 1
+    schema = pq.read_schema(next((repo / "build/real/shapes/parquet").glob("*.parquet")))
+    return {f.name: str(f.type) for f in schema}
 
 
 def test_a_collection_failing_on_its_first_build_does_not_hold_back_the_root(repo):
@@ -107,3 +141,43 @@ def test_an_unexpected_exception_in_a_task_is_one_line(repo):
     assert "unexpected RuntimeError: boom (traceback in .stacgit/logs/" in line
     log = repo / line.rsplit("traceback in ", 1)[1].rstrip(")")
     assert "RuntimeError: boom" in log.read_text()
+
+
+def test_real_item_shapes_through_a_snapshot_of_a_stac_api(tmp_path: Path):
+    """The same shapes served by a real STAC API (``rustac serve``), snapshotted and built:
+    numeric strings of the declared ``numeric`` fields become numbers, so every column is typed."""
+    from stac_server import FaultProxy, StacServer
+
+    items = [json.loads(l) for l in SHAPES.read_text().splitlines()]
+    for item in items:
+        item["collection"] = "upstream"  # the API serves each item in its collection
+    proxy = FaultProxy()
+    server = StacServer(tmp_path / "server", proxy)
+    try:
+        server.serve(items, collection="upstream")
+        repo = tmp_path / "repo"
+        (repo / "catalogs/real").mkdir(parents=True)
+        source = {"type": "stac-api", "url": proxy.url, "collection": "upstream", "datetime": "2022-01-01/2022-12-31",
+                  "window": "year", "numeric": ["eo:cloud_cover", "gsd"]}
+        (repo / "catalogs/real/catalog.yaml").write_text(json.dumps({
+            "id": "real", "description": "Real item shapes.", "license": "CC-BY-4.0",
+            "collections": [{"id": "shapes", "description": "Items as providers serve them.", "source": source}]}))
+        snap = stacgit_proc(repo, "snapshot", "--json")
+        assert snap.returncode == 0, snap.stdout + snap.stderr
+        report = json.loads(snap.stdout)["collections"]["real/shapes"]
+    finally:
+        server.stop()
+        proxy.close()
+    res = stacgit_proc(repo, "build", "--json", "-j", "1")
+    assert "Traceback" not in res.stderr
+    summary = json.loads(res.stdout)
+    built = {p.stem: json.loads(p.read_text()) for p in (repo / "build/real/shapes").rglob("*.json") if p.name != "collection.json"}
+    served = {i["id"] for i in items}
+    assert report["records"] + report["quarantined"] == len(served)
+    assert [(f["field"], "outside longitude [-180, 180]" in f["reason"]) for f in summary["failed_records"]] == [("geometry", True)]
+    assert set(built) == served - {"past-180"}
+    assert built["numeric-string"]["properties"]["eo:cloud_cover"] == 12.5
+    assert built["landsat-no-bbox"]["bbox"] == [-105.1, 39.6, -104.9, 39.8]
+    assert summary["warnings"] == []
+    schema = _schema(repo)
+    assert schema["eo:cloud_cover"] == "double" and schema["proj:code"] == "string" and schema["gsd"] == "int64"
