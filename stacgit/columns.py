@@ -69,13 +69,13 @@ def spec_type(spec: Any) -> str:
     """The column type of a mapping value spec (see ``mapping.compile_value``'s step order)."""
     if not isinstance(spec, dict):
         return value_type(spec)
-    if "coalesce" in spec and not any(k in spec for k in ("type", "split", "lookup", "join", "scale", "offset", "format", "tz")):
+    if "coalesce" in spec and not any(k in spec for k in ("type", "json", "split", "lookup", "join", "scale", "offset", "format", "tz")):
         kinds = {spec_type(s) for s in spec["coalesce"]}
         return kinds.pop() if len(kinds) == 1 else "json"
     declared = spec.get("type")
     if declared is None and ("format" in spec or "tz" in spec):
         declared = "datetime"
-    if "value" in spec and declared is None and not any(k in spec for k in ("regex", "split", "lookup", "join", "scale", "offset")):
+    if "value" in spec and declared is None and not any(k in spec for k in ("json", "regex", "split", "lookup", "join", "scale", "offset")):
         return value_type(spec["value"])
     is_list = "split" in spec and "join" not in spec
     if declared is not None:
@@ -85,6 +85,8 @@ def spec_type(spec: Any) -> str:
         if "lookup_default" in spec:
             kinds.add(value_type(spec["lookup_default"]))
         scalar = kinds.pop() if len(kinds) == 1 else "json"
+    elif spec.get("json"):  # parsed JSON text: any JSON value, unless a type says which
+        return "json"
     else:
         scalar = "string"
     if "scale" in spec or "offset" in spec:

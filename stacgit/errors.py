@@ -37,6 +37,13 @@ class MappingError(StacgitError):
         self.field = field
         self.reason = reason
 
+    @classmethod
+    def of(cls, problems: list["MappingError"]) -> "MappingError":
+        """One error for all of a record's failing fields: the first names the field, the
+        reason goes on with ``; <field>: <reason>`` for each other one."""
+        first, rest = problems[0], problems[1:]
+        return cls(first.field, "; ".join([first.reason, *(f"{p.field}: {p.reason}" for p in rest)]))
+
 
 class PlanError(StacgitError):
     """The build cannot proceed (duplicate or unsafe ids, another build running)."""

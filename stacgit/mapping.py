@@ -52,6 +52,7 @@ VALUE_FIELDS: dict[str, S.Node] = {
     "value": S.ANY,
     "template": S.STR,
     "coalesce": S.Node("list"),
+    "json": S.BOOL,
     "regex": S.STR,
     "group": S.Node(("int", "str")),
     "split": S.STR,
@@ -329,6 +330,17 @@ def _tzinfo(name: str, where: str) -> ZoneInfo:
         raise ConfigError(f"{where}: unknown time zone {name!r}") from exc
 
 
+def _parse_json(v: Any) -> Any:
+    """The ``json`` transform: JSON text in a field (a CSV column holding ``"[-74.5, 43.7, ...]"``)
+    becomes its value; a value that is already structured (from a JSON source) is kept."""
+    if not isinstance(v, (str, bytes)):
+        return v
+    try:
+        return orjson.loads(v)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{v!r:.60} is not JSON text ({exc})") from None
+
+
 def compile_value(
     doc: Located, spec: Any, kp: KeyPath, force_type: str | None = None
 ) -> Getter:
@@ -386,6 +398,8 @@ def compile_value(
             return None
 
     steps: list[Callable[[Any], Any]] = []
+    if spec.get("json"):
+        steps.append(_parse_json)
     if "regex" in spec:
         try:
             rx = re.compile(spec["regex"])
@@ -515,9 +529,10 @@ def _from_shapely(shape: Any) -> dict:
 
 
 def _numbers(doc: Located, spec: Any, kp: KeyPath, n: int) -> Callable[[dict, dict], list[float] | None]:
-    """A list of n paths/value specs, or one path giving a list (or 'w,s,e,n' string)."""
-    if isinstance(spec, str):
-        one = compile_value(doc, {"path": spec, "optional": True}, kp)
+    """A list of n paths/value specs, or one path or value spec giving a list (or a 'w,s,e,n'
+    string)."""
+    if isinstance(spec, str) or (isinstance(spec, dict) and any(k in spec for k in _SOURCE_KEYS)):
+        one = compile_value(doc, {"path": spec, "optional": True} if isinstance(spec, str) else {"optional": True, **spec}, kp)
 
         def get_list(rec: dict, ctx: dict) -> list[float] | None:
             v = one(rec, ctx)
@@ -699,6 +714,10 @@ def compile_mapping(doc: Located) -> MappingSpec:
     return MappingSpec(path=spec.path, data=spec.data, digest=spec.digest, render=spec.render, reads=tuple(dict.fromkeys(reads)))
 
 
+def _link(href: Callable[[dict, dict], str], rest: dict, record: dict, ctx: dict) -> dict:
+    return {"href": href(record, ctx), **rest}
+
+
 def _compile_mapping(doc: Located) -> MappingSpec:
     data = doc.data
     if not isinstance(data, dict):
@@ -740,60 +759,67 @@ def _compile_mapping(doc: Located) -> MappingSpec:
     extensions = sorted(set(data.get("stac_extensions") or []))
 
     def render(record: dict, collection: str, extra_defaults: dict | None = None) -> dict:
+        # every field is tried: a record's failure names all its bad fields, not only the first
+        problems: list[MappingError] = []
+
+        def attempt(field: str, get: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return get(*args)
+            except MappingError as exc:
+                problems.append(exc)
+            except _Missing as m:
+                problems.append(MappingError(field, f"no value for {{{m.what}}}"))
+            return OMIT
+
         ctx = {"$collection": collection}
-        item_id = get_id(record, ctx)
-        if item_id is OMIT:
-            raise MappingError("id", "no value")
-        ctx["$id"] = item_id
+        item_id = attempt("id", get_id, record, ctx)
+        if item_id is OMIT and not problems:
+            problems.append(MappingError("id", "no value"))
+        ctx["$id"] = item_id if item_id is not OMIT else None
         properties: dict[str, Any] = {}
         for name, getter in dt_getters.items():
-            v = getter(record, ctx)
+            v = attempt(name, getter, record, ctx)
             if v is not OMIT:
                 properties[name] = v
-        if "datetime" not in properties:
+        if "datetime" not in properties and not any(p.field in dt_getters for p in problems):
             if "start_datetime" not in properties or "end_datetime" not in properties:
-                raise MappingError("datetime", "no datetime and no start_datetime/end_datetime")
+                problems.append(MappingError("datetime", "no datetime and no start_datetime/end_datetime"))
             properties["datetime"] = None
         if "start_datetime" in properties and "end_datetime" in properties:
             if sortable_datetime(properties["start_datetime"]) > sortable_datetime(properties["end_datetime"]):
-                raise MappingError("end_datetime", "is before start_datetime")
+                problems.append(MappingError("end_datetime", "is before start_datetime"))
         for name, getter in props.items():
-            v = getter(record, ctx)
+            v = attempt(f"properties.{name}", getter, record, ctx)
             if v is not OMIT:
                 properties[name] = v
         for source in (defaults, extra_defaults or {}):
             for name, v in source.items():
                 if properties.get(name) is None:
                     properties[name] = v
-        geometry = get_geom(record, ctx)
-        bbox = None
-        if get_bbox is not None:
-            bbox = get_bbox(record, ctx)
-        if bbox is None and geometry is not None:
+        geometry = attempt("geometry", get_geom, record, ctx)
+        bbox = attempt("bbox", get_bbox, record, ctx) if get_bbox is not None else None
+        if bbox in (None, OMIT) and geometry not in (None, OMIT):
             try:
                 bbox = coords_bbox(geometry)
             except (ValueError, TypeError, IndexError, KeyError) as exc:
-                raise MappingError("geometry", f"invalid coordinates: {exc}") from None
+                problems.append(MappingError("geometry", f"invalid coordinates: {exc}"))
         item_assets = {}
         for key, (href, fields, static, optional) in assets.items():
             try:
                 a = {"href": href(record, ctx)}
             except _Missing as m:
-                if optional:
-                    continue
-                raise MappingError(f"assets.{key}.href", f"no value for {{{m.what}}}") from None
+                if not optional:
+                    problems.append(MappingError(f"assets.{key}.href", f"no value for {{{m.what}}}"))
+                continue
             a.update(static)
             for fname, getter in fields.items():
-                v = getter(record, ctx)
+                v = attempt(f"assets.{key}.{fname}", getter, record, ctx)
                 if v is not OMIT:
                     a[fname] = v
             item_assets[key] = a
-        item_links = []
-        for href, rest in links:
-            try:
-                item_links.append({"href": href(record, ctx), **rest})
-            except _Missing as m:
-                raise MappingError("links.href", f"no value for {{{m.what}}}") from None
+        item_links = [link for href, rest in links if (link := attempt("links.href", _link, href, rest, record, ctx)) is not OMIT]
+        if problems:
+            raise MappingError.of(problems)
         item: dict[str, Any] = {
             "type": "Feature",
             "stac_version": STAC_VERSION,

@@ -121,3 +121,41 @@ def test_a_datetime_format_is_checked_when_the_mapping_loads(tmp_path, fmt, mess
     with pytest.raises(ConfigError, match=message) as err:
         mapping(tmp_path, f"id: {{path: n}}\ndatetime: {{path: t, format: {fmt}}}\ngeometry: {{wkt: w}}\n")
     assert "m.yaml:2: datetime.format" in str(err.value)
+
+
+def test_json_transform_parses_json_text(tmp_path):
+    """A CSV column holding JSON text: a bbox, a list of numbers, an object."""
+    m = mapping(tmp_path, """
+id: {path: n}
+datetime: {path: t, type: datetime}
+geometry: {bbox: {path: box, json: true}}
+properties:
+  bands: {path: bands, json: true}
+  first_band: {path: bands, json: true, regex: '^\\[(\\d+)', type: int}
+  meta: {path: meta, json: true, optional: true}
+""")
+    rec = {"n": "x", "t": "2022-01-01T00:00:00Z", "box": "[-74.49, 43.70, -73.22, 45.06]", "bands": "[4, 3, 2]", "meta": '{"a": [1, null]}'}
+    item = m.render(rec, "c")
+    assert item["bbox"] == [-74.49, 43.70, -73.22, 45.06]
+    assert item["properties"] == {"datetime": "2022-01-01T00:00:00Z", "bands": [4, 3, 2], "first_band": 4, "meta": {"a": [1, None]}}
+    assert m.render({**rec, "box": [0, 0, 1, 1], "meta": {"b": 1}}, "c")["properties"]["meta"] == {"b": 1}  # already structured
+    with pytest.raises(MappingError) as err:
+        m.render({**rec, "bands": "[4, 3,"}, "c")
+    assert err.value.field == "properties.bands" and "is not JSON text" in err.value.reason
+
+
+def test_a_record_failure_names_every_bad_field(tmp_path):
+    m = mapping(tmp_path, BASE + """
+properties:
+  num: {path: num, type: int}
+  ok: {path: name}
+assets:
+  data: {href: 'https://x/{file}'}
+""")
+    with pytest.raises(MappingError) as err:
+        m.render({"name": "a", "when": "2022-13-01", "lon": 1, "lat": 1, "num": "many"}, "c")
+    assert err.value.field == "datetime"
+    assert "does not match format" in err.value.reason
+    rest = err.value.reason.split("; ")[1:]
+    assert [r.split(":")[0] for r in rest] == ["properties.num", "assets.data.href"]
+    assert "no value for {file}" in rest[1]
