@@ -152,37 +152,63 @@ def _iter_json(path: str, display: str):
             raise SourceError(f"{display}: invalid JSON: {exc}") from exc
 
 
-def _iter_parquet(path: str, display: str):
+def _open_parquet(path: str, display: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"{display}: cannot read Parquet: {exc}") from exc
+
+
+def _is_stac_geoparquet(pf) -> bool:
+    """A stac-geoparquet file (its metadata key, or GeoParquet with the item columns; older
+    writers did not add the key): its rows are STAC items, read back as items."""
+    meta = pf.schema_arrow.metadata or {}
+    return b"stac-geoparquet" in meta or (b"geo" in meta and {"type", "stac_version", "id", "geometry"} <= set(pf.schema_arrow.names))
+
+
+def _absent_nulls(item: dict) -> dict:
+    """A stac-geoparquet row has every column of its file: a field another item has comes back
+    as null. Nulls are taken as absent (but ``datetime: null``, which says "see the range")."""
+    props = item.get("properties") or {}
+    item["properties"] = {k: v for k, v in props.items() if v is not None or k == "datetime"}
+    assets = item.get("assets") or {}
+    item["assets"] = {k: {f: x for f, x in a.items() if x is not None} for k, a in assets.items() if a is not None}
+    for key in [k for k, v in item.items() if v is None and k not in ("geometry", "properties")]:
+        del item[key]
+    return item
+
+
+def _iter_parquet(path: str, display: str):
+    pf = _open_parquet(path, display)
+    items = _is_stac_geoparquet(pf)
+    if items:
+        import pyarrow as pa
+        from stac_geoparquet.arrow import stac_table_to_items
     row = 0
     for batch in pf.iter_batches(batch_size=_PARQUET_BATCH):
-        for rec in batch.to_pylist():
+        try:
+            records = [_absent_nulls(i) for i in stac_table_to_items(pa.Table.from_batches([batch]))] if items else batch.to_pylist()
+        except (ValueError, TypeError, KeyError, pa.ArrowException) as exc:
+            raise SourceError(f"{display}: rows {row + 1}-{row + batch.num_rows}: cannot read them as STAC items: {exc}") from exc
+        for rec in records:
             row += 1
             yield f"row {row}", rec, None
 
 
 def read_columns(path: str, display: str, fmt: str, delimiter: str = ",") -> list[str] | None:
     """The columns every record of the file has (a CSV header, a Parquet schema's top-level
-    fields), or None for formats whose records need not share fields (JSON, NDJSON)."""
+    fields), or None where records are JSON documents (JSON, NDJSON, stac-geoparquet items)."""
     if fmt == "csv":
         with open(path, "rb") as f:
             first = next(_decoded_lines(f, display), "")
         header = next(csv.reader([first], delimiter=delimiter), [])
         return [h.strip() for h in header] or None
     if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            return list(pq.read_schema(path).names)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(f"{display}: cannot read Parquet: {exc}") from exc
+        pf = _open_parquet(path, display)
+        return None if _is_stac_geoparquet(pf) else list(pf.schema_arrow.names)
     return None
 
 
