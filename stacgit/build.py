@@ -435,14 +435,33 @@ def _read_members(project: Project, con, coll: CollectionSpec, with_details: boo
         a, b = sorted(find_location(project, coll, s, item_id) for s in shards[:2])
         raise PlanError(f"duplicate item id '{item_id}' in collection {coll.key}: {a} and {b}")
     if not with_details:
-        return con.execute("SELECT item_id, start FROM records WHERE catalog=? AND collection=?", key).fetchall(), {}
+        members = con.execute("SELECT item_id, start FROM records WHERE catalog=? AND collection=?", key).fetchall()
+        _check_case(project, con, coll, members)
+        return members, {}
     details = {
         r[0]: r[1:]
         for r in con.execute(
             "SELECT item_id, shard, body_digest, cache_off, cache_len, start, end, w, s, e, n FROM records WHERE catalog=? AND collection=?", key
         )
     }
-    return [(i, d[4]) for i, d in details.items()], details
+    members = [(i, d[4]) for i, d in details.items()]
+    _check_case(project, con, coll, members)
+    return members, details
+
+
+def _check_case(project: Project, con, coll: CollectionSpec, members: list) -> None:
+    """Ids of one collection that differ only in case, from different source files (one file's
+    are checked as it is read): their files would collide on case-insensitive file systems."""
+    if len({m[0].casefold() for m in members}) == len(members):
+        return
+    first: dict[str, str] = {}
+    for item_id, _ in sorted(members):
+        other = first.setdefault(item_id.casefold(), item_id)
+        if other != item_id:
+            where = [find_location(project, coll, r[0], i) for i in (other, item_id) for r in con.execute(
+                "SELECT shard FROM records WHERE catalog=? AND collection=? AND item_id=?", (coll.catalog_id, coll.id, i))]
+            raise PlanError(f"item ids '{other}' ({where[0]}) and '{item_id}' ({where[1]}) of collection {coll.key} differ only "
+                            "in case: their files would collide on case-insensitive file systems")
 
 
 def build_collection(project: Project, coll: CollectionSpec, shards: list[str], options: BuildOptions) -> dict:

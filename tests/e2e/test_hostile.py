@@ -90,3 +90,10 @@ def test_ids_differing_only_in_case_are_refused(tmp_path):
     res = stacgit(repo, "build", "-j", "1")
     assert res.exit_code == 1 and "'Tile-A' (catalogs/real/sources/items.ndjson:1) and 'tile-a' (catalogs/real/sources/items.ndjson:3)" in res.stderr
     assert "differ only in case" in res.stderr
+    # in two source files of one collection
+    (repo / "catalogs/real/catalog.yaml").write_text((repo / "catalogs/real/catalog.yaml").read_text().replace("items.ndjson", "*.ndjson"))
+    (repo / "catalogs/real/sources/items.ndjson").write_text("\n".join(lines[:2]) + "\n")
+    (repo / "catalogs/real/sources/more.ndjson").write_text(lines[2] + "\n")
+    res = stacgit(repo, "build", "-j", "1")
+    assert res.exit_code == 1 and "'Tile-A' (catalogs/real/sources/items.ndjson:1) and 'tile-a' (catalogs/real/sources/more.ndjson:1)" in res.stderr
+    assert "differ only in case" in res.stderr and "Traceback" not in res.stderr
