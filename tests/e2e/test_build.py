@@ -87,7 +87,7 @@ def test_editing_a_mapping_rebuilds_only_that_collection(repo):
     build(repo)
     before = tree(repo / "build")
     mapping = repo / "mappings/3dep-wesm.yaml"
-    mapping.write_text(mapping.read_text().replace("quality_level: {path: ql}", "quality_level: {path: ql, lookup: {QL2: quality level 2}}"))
+    mapping.write_text(mapping.read_text().replace("quality_level: {path: ql}", "quality_level: {path: ql, lookup: {'QL 2': quality level 2}}"))
     res = build(repo)
     assert res.json["records"]["mapped"] == 16  # only CO_Eastern_B1_2018 records
     after = tree(repo / "build")

@@ -51,7 +51,7 @@ def test_a_branch_with_a_patch_deletions_and_a_mapping_change(gitrepo, tmp_path)
     )
     # 3. a mapping change: CO_Eastern's quality level gets a readable name
     mapping = repo / "mappings/3dep-wesm.yaml"
-    mapping.write_text(mapping.read_text().replace("quality_level: {path: ql}", "quality_level: {path: ql, lookup: {QL2: quality level 2}, lookup_default: other}"))
+    mapping.write_text(mapping.read_text().replace("quality_level: {path: ql}", "quality_level: {path: ql, lookup: {'QL 2': quality level 2}, lookup_default: other}"))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "change")
     assert stacgit(repo, "build").exit_code == 0

@@ -329,17 +329,17 @@ def test_exports_read_the_queue_and_notice_what_it_missed(repo):
 def test_schema_drift_names_item_and_field_and_keeps_outputs(repo):
     build(repo)
     before = tree(repo / "build")
-    # the mapping reads workunit with a bare path (a string); one source record has a number
+    # the mapping reads project with a bare path (a string); one source record has a number
     src = repo / "catalogs" / "3dep" / "sources" / "CO_Eastern_B1_2018.json"
     records = json.loads(src.read_text())
-    records[3]["workunit"] = 42
-    records[0]["workunit"] += "_reflown"  # an earlier line of the same partition grows: the lines after it move
+    records[3]["project"] = 42
+    records[0]["project"] += "_reflown"  # an earlier line of the same partition grows: the lines after it move
     src.write_text(json.dumps(records, indent=1))
     drifting = f"USGS_LPC_CO_Eastern_B1_2018_{records[3]['tile']}"
     res = stacgit(repo, "build")
     assert res.exit_code == 1
     assert f"3dep/CO_Eastern_B1_2018: GeoParquet schema drift: item '{drifting}'" in res.stderr
-    assert "properties.workunit: is int 42, the schema says string" in res.stderr
+    assert "properties.project: is int 42, the schema says string" in res.stderr
     assert "Traceback" not in res.stderr
     after = tree(repo / "build")
     for path, data in before.items():
@@ -347,7 +347,7 @@ def test_schema_drift_names_item_and_field_and_keeps_outputs(repo):
             assert after[path] == data, f"{path} changed by a failed export"
     # typing the field in the mapping fixes the build
     mapping = repo / "mappings" / "3dep-wesm.yaml"
-    mapping.write_text(mapping.read_text().replace("workunit: {path: workunit}", "workunit: {path: workunit, type: str}"))
+    mapping.write_text(mapping.read_text().replace("project: {path: project}", "project: {path: project, type: str}"))
     build(repo)
 
 

@@ -91,7 +91,7 @@ def test_a_changed_schema_revalidates_the_documents_that_use_it(repo):
 
 def test_custom_collection_schema_is_enforced(repo, schema_mirror):
     rules = repo / "schemas/usgs.gov/3dep/tile-rules.json"
-    rules.write_text(rules.read_text().replace('"QL0", "QL1", "QL2", "QL3"', '"QL0", "QL1"'))
+    rules.write_text(rules.read_text().replace('"QL 0", "QL 1", "QL 2", "QL 3"', '"QL 0", "QL 1"'))
     res = stacgit(repo, "build", "-j", "1", "--json")
     assert res.exit_code == 1
     err = res.json["validation"]["errors"][0]
@@ -190,7 +190,7 @@ def test_validation_in_pages_gives_the_same_verdicts(repo, schema_mirror, monkey
     from stacgit import verdicts as verdicts_module
 
     rules = repo / "schemas/usgs.gov/3dep/tile-rules.json"
-    rules.write_text(rules.read_text().replace('"QL0", "QL1", "QL2", "QL3"', '"QL0", "QL1"'))  # some items invalid
+    rules.write_text(rules.read_text().replace('"QL 0", "QL 1", "QL 2", "QL 3"', '"QL 0", "QL 1"'))  # some items invalid
     built = stacgit(repo, "build", "-j", "1", "--json")
     assert built.exit_code == 1 and built.json["validation"]["invalid"] > 0
     db = repo / ".stacgit/state.sqlite3"
