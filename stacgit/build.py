@@ -42,6 +42,7 @@ from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
 from stacgit.verdicts import open_validator, validate_catalog, validate_collection
 from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy, read_columns
 from stacgit._record_fields import check_columns
+from stacgit.stac import GEOJSON
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, same_content, splice_links
 
 PARALLEL_WRITE_MIN = 20_000
@@ -386,7 +387,7 @@ def _node_doc(coll: CollectionSpec, node, extent: dict, absent: set[str] = froze
     if node.children:
         children = [link("child", f"./{c}/catalog.json", title="/".join((*node.segments, c))) for c in node.children]
     else:
-        children = [link("item", "./" + coll.layout.item_path.format(id=i), "application/geo+json") for i in node.items if i not in absent]
+        children = [link("item", "./" + coll.layout.item_path.format(id=i), GEOJSON) for i in node.items if i not in absent]
     if not node.segments:
         uses = extension_uses(coll)
         transform = (lambda doc: apply_to_collection(doc, uses)) if uses else None

@@ -22,7 +22,7 @@ import orjson
 
 from stacgit.errors import StacgitError
 from stacgit.hashing import canonical_json, pretty_json
-from stacgit.exports import STRUCTURAL_RELS
+from stacgit.stac import STRUCTURAL_RELS
 from stacgit.project import Project
 from stacgit.runner import run_build
 from stacgit.writers import read_manifest

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import orjson
 
+from stacgit.stac import PARQUET, STRUCTURAL_RELS
 from stacgit import columns as C
 from stacgit import state as st
 from stacgit.errors import BuildError
@@ -45,7 +46,7 @@ from stacgit.fileio import prefetch, pwrite_all, will_need
 from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
 from stacgit.mapping import item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
-from stacgit.project import PARQUET_TYPE, CollectionSpec, Project
+from stacgit.project import CollectionSpec, Project
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -87,8 +88,6 @@ def _arrow_types() -> tuple[dict, Any]:
 
 
 _LINK_KEYS = frozenset(("href", "rel", "title", "type"))
-STRUCTURAL_RELS = frozenset({"self", "root", "parent", "collection"})
-"""Links the static catalog makes with relative hrefs; meaningless outside it."""
 
 
 def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
@@ -255,7 +254,7 @@ def parquet_assets(parts: Iterable[str]) -> dict[str, dict]:
             "href": f"./parquet/{p}.parquet",
             "roles": ["stac-items"],
             "title": "GeoParquet of the items" + ("" if p == _NO_PARTITION else f" ({p})"),
-            "type": PARQUET_TYPE,
+            "type": PARQUET,
         }
         for p in parts
     }
@@ -647,7 +646,7 @@ def collection_doc_for_metadata(out_dir: Path, coll: CollectionSpec, parquet: bo
     doc = orjson.loads((out_dir / coll.id / "collection.json").read_bytes())
     doc["links"] = [l for l in doc.get("links") or [] if "://" in str(l.get("href", ""))]
     if parquet:
-        doc["assets"] = {k: a for k, a in (doc.get("assets") or {}).items() if PARQUET_TYPE not in str(a.get("type"))}
+        doc["assets"] = {k: a for k, a in (doc.get("assets") or {}).items() if PARQUET not in str(a.get("type"))}
     if not doc.get("assets"):
         doc.pop("assets", None)
     return doc

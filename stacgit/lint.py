@@ -15,10 +15,10 @@ import posixpath
 import re
 from typing import Any
 
+from stacgit.stac import STRUCTURAL_RELS
 from stacgit.extensions import Problem, all_extensions, json_pointer
 from stacgit.geo import bbox_2d, coords_bbox
 
-STRUCTURAL_RELS = frozenset({"self", "root", "parent", "child", "item", "collection"})
 DATETIME_FIELDS = ("datetime", "start_datetime", "end_datetime", "created", "updated", "published", "expires", "unpublished")
 _DATETIME_SET = frozenset(DATETIME_FIELDS)
 _TZ = re.compile(r"(Z|z|[+-]\d{2}:\d{2})$")

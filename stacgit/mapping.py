@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jmespath
 import orjson
 
+from stacgit.stac import API_RELS, STAC_VERSION, STRUCTURAL_RELS
 from stacgit import _spec as S
 from stacgit._record_fields import root_fields
 from stacgit._yaml import KeyPath, Located, load_yaml
@@ -36,7 +37,6 @@ from stacgit.errors import ConfigError, MappingError
 from stacgit.geo import coords_bbox, geometry_problem
 from stacgit.hashing import digest_obj
 
-STAC_VERSION = "1.1.0"
 
 OMIT = object()
 """Sentinel: an optional value that is missing; the field is left out of the item."""
@@ -655,9 +655,6 @@ class MappingSpec:
     reads: tuple[tuple[str, str], ...] = ()  # (record field, where in the mapping) of every path
 
 
-_STRUCTURAL_RELS = {"self", "root", "parent", "collection", "child", "item", "items"}
-
-
 def _passthrough_render(record: dict, collection: str, extra_defaults: dict | None = None) -> dict:
     """A STAC item from a snapshot as it is, re-homed in our collection: ``collection`` set,
     ``stac_version`` 1.1.0, structural links dropped (the build adds its own), defaults filled."""
@@ -682,7 +679,7 @@ def _passthrough_render(record: dict, collection: str, extra_defaults: dict | No
     item["collection"] = collection
     item.setdefault("stac_extensions", [])
     item.setdefault("assets", {})
-    item["links"] = [l for l in record.get("links") or [] if isinstance(l, dict) and l.get("rel") not in _STRUCTURAL_RELS]
+    item["links"] = [l for l in record.get("links") or [] if isinstance(l, dict) and l.get("rel") not in STRUCTURAL_RELS | API_RELS]
     if extra_defaults:
         item["properties"] = {**extra_defaults, **props}
     for key in ("datetime", "start_datetime", "end_datetime"):

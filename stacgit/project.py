@@ -36,7 +36,6 @@ _GEOPARQUET = S.Node(
         "undeclared": S.Node("str", choices=UNDECLARED),
     },
 )
-PARQUET_TYPE = "application/vnd.apache.parquet"
 
 _PROVIDER = S.obj(
     {"name": S.STR, "description": S.STR, "roles": S.lst(S.STR), "url": S.STR},

@@ -35,12 +35,12 @@ from stacgit.project import Project
 from stacgit.stores import LARGE, Conflict, Store, Target, check_rel, open_store
 from stacgit.exports import pgstac_line
 from stacgit.feed import FEED_DIR, FEED_INDEX, Change, compute_changes, counts, feed_name, item_key, render_feed, render_pgstac_feed
-from stacgit.writers import GEOJSON, JSON, read_manifest
+from stacgit.stac import GEOJSON, JSON, PARQUET
+from stacgit.writers import read_manifest
 
 MANIFEST = ".stacgit/manifest.json"
 FORMAT = 1
 
-PARQUET = "application/vnd.apache.parquet"
 NDJSON = "application/x-ndjson"
 
 SHORT = "public, max-age=60"  # the root, catalogs, collections, the feed index: they move on every publish

@@ -14,12 +14,10 @@ from typing import Any, Callable
 
 import orjson
 
+from stacgit.stac import JSON, STAC_VERSION
 from stacgit.fileio import pwrite_all
 from stacgit.hashing import pretty_json
 
-STAC_VERSION = "1.1.0"
-JSON = "application/json"
-GEOJSON = "application/geo+json"
 
 _counter = itertools.count()
 
