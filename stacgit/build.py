@@ -1,8 +1,8 @@
 """Execute one build unit. Three kinds, run in this order by doit:
 
-* ``build_shard``      map the records of one source file into item bodies (kept in a per-shard
-                       cache file under .stacgit/cache/), re-mapping only records whose bytes or
-                       mapping changed; records what it found in the state store.
+* ``build_shard``      (``stacgit.engine.shard``) map the records of one source file into item
+                       bodies (kept in a per-shard cache file under .stacgit/cache/), re-mapping
+                       only records whose bytes or mapping changed.
 * ``build_collection`` decide the layout of the collection's items, write the items whose body
                        or place changed, delete the ones that disappeared, write sub-catalogs and
                        collection.json when their bytes change.
@@ -15,10 +15,8 @@ are registered in ``pending`` first so that a killed build is undone precisely.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import uuid
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,48 +24,25 @@ from pathlib import Path
 
 import orjson
 
-from stacgit import columns as C, state as st
-from stacgit.errors import BuildError, MappingError, PlanError, StacgitError
-from stacgit.hashing import canonical_json, digest_bytes, digest_file, digest_obj, pretty_json, sha256_bytes
+from stacgit import state as st
+from stacgit.engine.shard import BuildOptions, build_shard, cache_dir, failure_message, find_location, location
+from stacgit.errors import BuildError, PlanError, StacgitError
+from stacgit.hashing import canonical_json, digest_bytes, digest_obj, pretty_json, sha256_bytes
 from stacgit.layout import compute_layout
-from stacgit.mapping import item_time_range
 from stacgit.gitinfo import commit_times
 from stacgit.patching import Applied, BodyReader, apply_document_patches, apply_patches, updated_time
-from stacgit.geo import bbox_2d, geometry_problem
 from stacgit.exports import PARTITION_WIDTH, catalog_exports, parquet_assets, partition_key, pieces_root
 from stacgit.fileio import map_file
 from stacgit.extensions import apply_to_collection
-from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, get_mapping, patch_fingerprint
-from stacgit.project import CatalogSpec, CollectionSpec, Project, check_id
+from stacgit.plan import catalog_input_digest, collection_input_digest, extension_uses, patch_fingerprint
+from stacgit.project import CatalogSpec, CollectionSpec, Project
 from stacgit.verdicts import open_validator, validate_catalog, validate_collection
-from stacgit.sources import LAZY, RecordError, iter_records, parse_lazy, read_columns
-from stacgit._record_fields import check_columns
 from stacgit.stac import GEOJSON
+from stacgit.state.reports import save_report
 from stacgit.writers import AtomicWriter, link, render_catalog, render_collection, same_content, splice_links
 
 PARALLEL_WRITE_MIN = 20_000
 """Collections writing at least this many items spread the writes over ``jobs`` processes."""
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    strict: bool = False
-    run_id: str = ""
-    jobs: int = 1
-    now: str = ""  # RFC 3339 time of this build: `updated` of items changed by uncommitted patches
-    validate: bool = True  # validate what the build wrote (see stacgit.verdicts)
-
-
-def location(shard: str, loc: str) -> str:
-    """``path:12`` for line-based locations, ``path (element 3)`` otherwise."""
-    if loc.startswith("line "):
-        return f"{shard}:{loc[5:]}"
-    return f"{shard} ({loc})"
-
-
-def failure_message(where: str, field: str, reason: str, more: int = 0) -> str:
-    """One line for a record that failed to map: ``file:line: field: reason (and N more)``."""
-    return f"{where}: {field}: {reason}" + (f" (and {more} more)" if more else "")
 
 
 def patch_location(patch_key: str, op_index: int | None) -> str:
@@ -78,249 +53,6 @@ def patch_location(patch_key: str, op_index: int | None) -> str:
 
 def patch_reason(item_id: str | None, reason: str) -> str:
     return f"item '{item_id}': {reason}" if item_id is not None else f"collection document: {reason}"
-
-
-def cache_dir(project: Project, catalog_id: str) -> Path:
-    return project.state_dir / "cache" / catalog_id
-
-
-def _shard_key(coll: CollectionSpec, shard: str) -> str:
-    return digest_obj([coll.catalog_id, coll.id, shard])[:20]
-
-
-def _record_digest(raw: bytes | None, rec: dict) -> str:
-    if raw is not None:
-        return digest_bytes(raw)
-    return digest_bytes(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str))
-
-
-def save_report(con, run_id: str, unit: str, report: dict) -> None:
-    if run_id:
-        con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps(report).decode()))
-
-
-# --------------------------------------------------------------------------- phase A: shards
-
-
-COMPACT_SLACK = 4 << 20
-"""A shard's cache file is rewritten when its dead bytes exceed its live bytes plus this
-(checked after each append, so a cache file never holds more than twice its live bytes)."""
-
-
-def build_shard(project: Project, coll: CollectionSpec, shard: str, options: BuildOptions) -> dict:
-    """Map the records of one source file.
-
-    Records whose bytes (and mapping) are unchanged keep their state row and cached body
-    untouched; new bodies are appended to the shard's cache file. The cache file is rewritten
-    (and every row with it) when the mapping changed or it is more than half dead bytes.
-    """
-    con = st.connect(project.state_dir)
-    mapping = get_mapping(project, coll)
-    config_digest = coll.config_digest(mapping.digest)
-    abs_path = str(project.root / shard)
-    try:
-        stat = os.stat(abs_path)
-    except FileNotFoundError:
-        raise BuildError(f"{shard}: source file disappeared during the build") from None
-    file_digest = digest_file(abs_path)
-
-    cdir = cache_dir(project, coll.catalog_id)
-    cdir.mkdir(parents=True, exist_ok=True)
-    key = _shard_key(coll, shard)
-    where = (coll.catalog_id, coll.id, shard)
-    prior_row = con.execute(
-        "SELECT config_digest, cache_file, result_digest FROM shards WHERE catalog=? AND collection=? AND shard=?", where
-    ).fetchone()
-    old_cache_path = str(cdir / prior_row[1]) if prior_row and prior_row[1] else None
-    for stray in glob.glob(str(cdir / f"{key}-*.bin")):
-        if stray != old_cache_path:
-            os.unlink(stray)
-    # same mapping: unchanged records keep their rows and cached bodies, new ones are appended
-    append = bool(prior_row and prior_row[0] == config_digest and old_cache_path and os.path.exists(old_cache_path))
-    prior: dict[str, tuple] = {}
-    if append:
-        for rdig, item_id, ln in con.execute(
-            "SELECT record_digest, item_id, cache_len FROM records WHERE catalog=? AND collection=? AND shard=?", where
-        ):
-            prior[rdig] = (item_id, ln)
-        cache_name = prior_row[1]
-        cache_path = Path(old_cache_path)
-        cache_mode = "ab"
-    else:
-        cache_name = f"{key}-{uuid.uuid4().hex[:12]}.bin"
-        cache_path = cdir / cache_name
-        cache_mode = "wb"
-    rows: list[tuple] = []  # new state rows
-    kept: set[str] = set()  # record digests of prior rows that stay as they are
-    failures: list[tuple] = []
-    seen: dict[str, str] = {}
-    seen_folded: dict[str, tuple[str, str]] = {}
-    mapped = reused = 0
-    fmt = project.source_format(coll, shard)
-    columns = read_columns(abs_path, shard, fmt, coll.source.delimiter) if mapping.reads else None
-    if columns is not None:
-        check_columns(mapping.reads, columns, shard)
-    render = mapping.render
-    infer = bool(coll.geoparquet and coll.geoparquet["undeclared"] == "infer")
-    signatures: dict[str, str] = {}  # digest -> field types, of this shard's new items
-    try:
-        with open(cache_path, cache_mode) as cache:
-            offset = cache.seek(0, os.SEEK_END)
-            for loc, rec, raw in iter_records(abs_path, shard, fmt, coll.source.delimiter, lazy=True):
-                if isinstance(rec, RecordError):
-                    failures.append((loc, "record", rec.reason, None))
-                    continue
-                rdig = _record_digest(raw, rec)
-                hit = prior.get(rdig)
-                if rec is LAZY and (hit is None or rdig in kept):
-                    rec = parse_lazy(loc, raw, shard)
-                    if isinstance(rec, RecordError):
-                        failures.append((loc, "record", rec.reason, None))
-                        continue
-                if hit is not None and rdig not in kept:
-                    item_id = hit[0]
-                    reused += 1
-                    kept.add(rdig)
-                    body = None
-                else:
-                    item_id = None
-                    try:
-                        item = render(rec, coll.id, coll.defaults)
-                        item_id = item["id"]
-                        why = check_id(item_id, "item id")
-                        if why is not None:
-                            raise MappingError("id", why)
-                        start, end = item_time_range(item)
-                        w, s, e, n = _item_box(item)
-                    except MappingError as exc:
-                        failures.append((loc, exc.field, exc.reason, item_id if isinstance(item_id, str) else None))
-                        continue
-                    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OverflowError) as exc:
-                        # a record no check names yet: skipped with the reason, never the whole shard
-                        failures.append((loc, "record", f"unexpected {type(exc).__name__}: {str(exc)[:200]}", item_id if isinstance(item_id, str) else None))
-                        continue
-                    body = pretty_json(item)  # the item file minus its structural links
-                    body_digest = digest_bytes(body)
-                    sig = None
-                    if infer:
-                        sig_doc = canonical_json(C.signature(item))
-                        sig = digest_bytes(sig_doc)
-                        signatures[sig] = sig_doc.decode()
-                    mapped += 1
-                if item_id in seen:
-                    raise PlanError(
-                        f"duplicate item id '{item_id}' in collection {coll.key}: {location(shard, seen[item_id])} and {location(shard, loc)}"
-                    )
-                seen[item_id] = loc
-                folded = item_id.casefold()
-                if folded in seen_folded and seen_folded[folded][0] != item_id:
-                    other, other_loc = seen_folded[folded]
-                    raise PlanError(
-                        f"item ids '{other}' ({location(shard, other_loc)}) and '{item_id}' ({location(shard, loc)}) of collection "
-                        f"{coll.key} differ only in case: their files would collide on case-insensitive file systems"
-                    )
-                seen_folded[folded] = (item_id, loc)
-                if body is not None:
-                    cache.write(body)
-                    rows.append((*where, item_id, rdig, body_digest, start, end, w, s, e, n, sig, offset, len(body)))
-                    offset += len(body)
-    except BaseException:
-        if not append:
-            cache_path.unlink(missing_ok=True)
-        raise
-
-    if failures and options.strict:
-        if not append:
-            cache_path.unlink(missing_ok=True)
-        loc, field, reason, _ = failures[0]
-        raise BuildError(failure_message(location(shard, loc), field, reason, len(failures) - 1))
-
-    dropped = [v[0] for d, v in prior.items() if d not in kept] if append else []
-    new_failures = [(*where, loc, field, reason, iid) for loc, field, reason, iid in failures]
-    if append:
-        old_failures = con.execute(
-            "SELECT catalog, collection, shard, loc, field, reason, item_id FROM failures "
-            "WHERE catalog=? AND collection=? AND shard=? ORDER BY rowid",
-            where,
-        ).fetchall()
-        if not rows and not dropped and old_failures == new_failures:
-            result_digest = prior_row[2]
-        else:
-            changes = [sorted((r[3], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows), sorted(dropped), failures]
-            result_digest = digest_obj([prior_row[2], config_digest, changes])
-    else:
-        result_digest = digest_obj(
-            [config_digest, sorted((r[3], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows), failures]
-        )
-    if append:
-        live = sum(v[1] for d, v in prior.items() if d in kept) + sum(r[-1] for r in rows)
-        if os.path.getsize(cache_path) > 2 * live + COMPACT_SLACK:
-            cache_name = f"{key}-{uuid.uuid4().hex[:12]}.bin"
-            rows = _compact(con, where, {prior[d][0] for d in kept}, rows, cache_path, cdir / cache_name)
-            cache_path = cdir / cache_name
-            append = False
-    report = {"unit": "shard", "shard": shard, "records": len(seen) + len(failures), "mapped": mapped, "reused": reused, "failed": len(failures)}
-    with st.Transaction(con):
-        if append:
-            con.executemany(
-                "DELETE FROM records WHERE catalog=? AND collection=? AND shard=? AND item_id=?",
-                [(*where, iid) for iid in dropped],
-            )
-        else:
-            con.execute("DELETE FROM records WHERE catalog=? AND collection=? AND shard=?", where)
-        con.execute("DELETE FROM failures WHERE catalog=? AND collection=? AND shard=?", where)
-        con.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        con.executemany("INSERT OR IGNORE INTO signatures VALUES (?,?)", signatures.items())
-        con.executemany("INSERT INTO failures VALUES (?,?,?,?,?,?,?)", new_failures)
-        con.execute(
-            "INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (*where, stat.st_size, stat.st_mtime_ns, file_digest, config_digest, result_digest, cache_name, len(seen), len(failures)),
-        )
-        save_report(con, options.run_id, f"build:{coll.key}/{shard}", report)
-    if old_cache_path and old_cache_path != str(cache_path):
-        try:
-            os.unlink(old_cache_path)
-        except FileNotFoundError:
-            pass
-    return report
-
-
-def _compact(con, where: tuple, kept_ids: set[str], new_rows: list[tuple], old_path: Path, new_path: Path) -> list[tuple]:
-    """Copy the live bodies of a shard's cache into a fresh file; return every row, re-offset."""
-    rows = [
-        r
-        for r in con.execute("SELECT * FROM records WHERE catalog=? AND collection=? AND shard=?", where).fetchall()
-        if r[3] in kept_ids
-    ] + new_rows
-    out: list[tuple] = []
-    try:
-        with open(old_path, "rb") as src, open(new_path, "wb") as dst:
-            offset = 0
-            for r in rows:
-                src.seek(r[-2])
-                body = src.read(r[-1])
-                dst.write(body)
-                out.append((*r[:-2], offset, len(body)))
-                offset += len(body)
-    except BaseException:
-        new_path.unlink(missing_ok=True)
-        raise
-    return out
-
-
-def find_location(project: Project, coll: CollectionSpec, shard: str, item_id: str) -> str:
-    """``file:line`` of the record that produced an item (found again by its record digest)."""
-    con = st.connect(project.state_dir)
-    row = con.execute(
-        "SELECT record_digest FROM records WHERE catalog=? AND collection=? AND shard=? AND item_id=?",
-        (coll.catalog_id, coll.id, shard, item_id),
-    ).fetchone()
-    if row is not None:
-        fmt = project.source_format(coll, shard)
-        for loc, rec, raw in iter_records(str(project.root / shard), shard, fmt, coll.source.delimiter):
-            if not isinstance(rec, RecordError) and _record_digest(raw, rec) == row[0]:
-                return location(shard, loc)
-    return shard
 
 
 # --------------------------------------------------------------------------- phase B: collections
@@ -791,23 +523,6 @@ def _extent(con, coll_key: tuple[str, str]) -> dict:
     return _extent_doc(start if count else None, end, [w, s, e, n] if w is not None else None)
 
 
-def _item_box(item: dict) -> tuple:
-    """The 2D box an item adds to its collection's extent (None x 4 without a bbox), once its
-    geometry and bbox are known to be what the STAC spec allows."""
-    why = geometry_problem(item.get("geometry"))
-    if why:
-        raise MappingError("geometry", why)
-    if item.get("bbox") is None:
-        return (None, None, None, None)
-    try:
-        w, s, e, n = bbox_2d(item["bbox"])
-    except ValueError as exc:
-        raise MappingError("bbox", str(exc)) from None
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-        raise MappingError("bbox", f"{item['bbox']} is outside longitude [-180, 180] / latitude [-90, 90] (a box across the antimeridian has west > east)")
-    return w, s, e, n
-
-
 def _partitions(con, coll: CollectionSpec) -> tuple[str, ...]:
     """The GeoParquet partitions the collection's items fall in (its export writes one file each)."""
     if coll.geoparquet is None:
@@ -1101,4 +816,4 @@ def remove_catalog_output(project: Project, catalog_id: str) -> None:
     st.drop_catalog(st.connect(project.state_dir), catalog_id)
 
 
-__all__ = ["BuildOptions", "build_shard", "build_collection", "build_catalog", "StacgitError"]
+__all__ = ["BuildOptions", "build_shard", "build_collection", "build_catalog", "failure_message", "location", "StacgitError"]

@@ -29,6 +29,7 @@ import bisect
 import hashlib
 import heapq
 import itertools
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -218,6 +219,8 @@ class Prepared:
             item["bbox"] = list(bbox_2d(item["bbox"]))
         elif item.get("geometry"):
             item["bbox"] = coords_bbox(item["geometry"])
+        else:  # no geometry, no box: NaNs, which no spatial filter matches (stac-geoparquet cannot write a null box)
+            item["bbox"] = [math.nan] * 4
         return item
 
 

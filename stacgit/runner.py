@@ -27,6 +27,7 @@ from stacgit import exports, gitinfo, plan
 from stacgit import state as st
 from stacgit.errors import BuildError, ConfigError, PlanError, StacgitError
 from stacgit.project import Project
+from stacgit.state.reports import save_report
 from stacgit.validate import Report
 from stacgit.verdicts import stored_report
 
@@ -134,7 +135,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
         con = st.connect(project.state_dir)
         report = exports.export_collection(project, coll, options.jobs)
         with st.Transaction(con):
-            b.save_report(con, options.run_id, unit, report)
+            save_report(con, options.run_id, unit, report)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
     return True
@@ -244,7 +245,7 @@ def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection |
         coll_tasks = []
         for coll in colls:
             shards = project.shard_paths(coll)
-            b.get_mapping(project, coll)  # config errors surface before anything runs
+            plan.get_mapping(project, coll)  # config errors surface before anything runs
             rows = plan.shard_rows(project, coll)
             shard_tasks = []
             for shard in shards:

@@ -313,11 +313,11 @@ def test_exports_read_the_queue_and_notice_what_it_missed(repo):
         for trigger in ("item_written", "item_deleted"):
             con.execute(f"DROP TRIGGER {trigger}")
         con.execute("DROP TABLE export_queue")
-    st._CONNECTIONS.clear()
+    st.close_all()
     items = sqlite3.connect(db).execute("SELECT COUNT(*) FROM outputs WHERE kind='item'").fetchone()[0]
     st.connect(repo / ".stacgit")
     assert queued() == items == 61
-    st._CONNECTIONS.clear()
+    st.close_all()
     assert build(repo).json["exports"] == {"partitions_written": 0, "partitions_deleted": 0}  # up to date: no export ran
     lines[5] = lines[5].replace(",good", ",fair") if ",good" in lines[5] else lines[5].replace(",fair", ",good")
     (repo / CSV).write_text("".join(lines))

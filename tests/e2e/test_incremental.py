@@ -47,9 +47,9 @@ def _edit(repo: Path, rng: random.Random, round_no: int) -> None:
 
 
 def test_many_edit_rounds_equal_a_clean_build(tmp_path, monkeypatch):
-    from stacgit import build as b
+    from stacgit.engine import shard
 
-    monkeypatch.setattr(b, "COMPACT_SLACK", 0)  # compact cache files as soon as they are half dead
+    monkeypatch.setattr(shard, "COMPACT_SLACK", 0)  # compact cache files as soon as they are half dead
     repo = tmp_path / "repo"
     (repo / "catalogs").mkdir(parents=True)
     shutil.copytree(Path(__file__).parents[2] / "mappings", repo / "mappings")

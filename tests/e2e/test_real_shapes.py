@@ -205,3 +205,23 @@ def test_stac_geoparquet_items_pass_through(tmp_path: Path):
         assert {k: v for k, v in out["properties"].items() if not k.endswith("datetime")} == \
             {k: v for k, v in item["properties"].items() if not k.endswith("datetime")}
     assert built["dt-frac3"]["properties"]["datetime"].startswith("2022-06-01T10:00:00.123")
+
+
+def test_an_item_without_geometry_is_in_the_geoparquet(tmp_path: Path):
+    """STAC allows ``geometry: null`` (and then no bbox): the GeoParquet row has a null geometry
+    and a box of NaNs, which no spatial filter matches (found by the property test)."""
+    import math
+
+    item = json.loads(SHAPES.read_text().splitlines()[2])
+    item.update(id="no-geometry", geometry=None)
+    item.pop("bbox", None)
+    other = json.loads(SHAPES.read_text().splitlines()[3])
+    repo = tmp_path / "repo"
+    (repo / "catalogs/real/sources").mkdir(parents=True)
+    (repo / "catalogs/real/sources/items.ndjson").write_text(json.dumps(item) + "\n" + json.dumps(other) + "\n")
+    (repo / "catalogs/real/catalog.yaml").write_text(CATALOG)
+    res = stacgit_proc(repo, "build", "--json", "-j", "1")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = {r["id"]: r for f in (repo / "build/real/shapes/parquet").glob("*.parquet") for r in pq.read_table(f).to_pylist()}
+    assert rows["no-geometry"]["geometry"] is None and all(math.isnan(v) for v in rows["no-geometry"]["bbox"].values())
+    assert rows[other["id"]]["bbox"] == dict(zip(("xmin", "ymin", "xmax", "ymax"), other["bbox"]))
