@@ -16,12 +16,12 @@ import jmespath
 
 from stacgit import _spec as S
 from stacgit._yaml import Located, load_yaml
+from stacgit import sources
 from stacgit.columns import TYPES as COLUMN_TYPES, UNDECLARED
 from stacgit.errors import ConfigError
 from stacgit.hashing import FORMAT_VERSION, digest_obj
 from stacgit.patches import Patch, load_patches
 
-SOURCE_FORMATS = ("csv", "json", "ndjson", "parquet")
 SPLIT_LEVELS = ("year", "month", "day")
 ITEM_PATHS = ("{id}/{id}.json", "{id}.json")
 DEFAULT_MAX_ITEMS = 1000
@@ -83,7 +83,7 @@ _SOURCE = S.obj(
     {
         "type": S.Node("str", choices=("file", "stac-api", "http-json")),
         "path": S.Node(("str", "list")),
-        "format": S.Node("str", choices=SOURCE_FORMATS),
+        "format": S.STR,  # a registered FileFormat (stacgit.sources)
         "delimiter": S.STR,
         **API_KEYS,
     },
@@ -238,6 +238,9 @@ def _source(doc: Located, src: dict, kp: tuple, coll_id: str) -> SourceSpec:
         if not patterns or not all(isinstance(p, str) for p in patterns):
             raise S.fail(doc, kp + ("path",), "must be a path or a non-empty list of paths")
         patterns = [_pattern_ok(doc, p, kp + ("path",)) for p in patterns]
+        if "format" in src and src["format"] not in sources.format_names():
+            known = sources.format_names()
+            raise S.fail(doc, kp + ("format",), f"unknown format {src['format']!r}{S.did_you_mean(src['format'], known)} (one of {', '.join(known)})")
         return SourceSpec("file", tuple(patterns), src.get("format"), src.get("delimiter", ","))
     for key in ("path", "format", "delimiter"):
         if key in src:
@@ -505,11 +508,11 @@ class Project:
     def source_format(self, coll: CollectionSpec, shard: str) -> str:
         if coll.source.format:
             return coll.source.format
-        name = shard.lower()
-        for suffix, fmt in ((".csv", "csv"), (".ndjson", "ndjson"), (".jsonl", "ndjson"), (".geojson", "json"), (".json", "json"), (".parquet", "parquet"), (".geoparquet", "parquet")):
-            if name.endswith(suffix):
-                return fmt
+        fmt = sources.format_for(shard)
+        if fmt is not None:
+            return fmt
         cat = self.catalogs[coll.catalog_id]
         raise ConfigError(
-            f"{cat.yaml_path}: collections[{coll.index}].source.format: cannot tell the format of {shard}; set format: to one of {', '.join(SOURCE_FORMATS)}"
+            f"{cat.yaml_path}: collections[{coll.index}].source.format: cannot tell the format of {shard}; "
+            f"set format: to one of {', '.join(sources.format_names())}"
         )

@@ -1,4 +1,5 @@
-"""Streaming readers for CSV, JSON (array / object / FeatureCollection), NDJSON and Parquet.
+"""The built-in file formats: CSV, JSON (array / object / FeatureCollection), NDJSON and Parquet
+(stac-geoparquet files are read back as STAC items).
 
 Memory stays bounded by one record (CSV, NDJSON), one record batch (Parquet) or, for JSON files
 over ``_JSON_STREAM_BYTES``, one array element (ijson); smaller JSON files are parsed whole with
@@ -9,22 +10,15 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
 from typing import Iterator
 
 import orjson
 
 from stacgit.errors import SourceError
+from stacgit.sources.base import LAZY, FileFormat, RecordError
 
 _JSON_STREAM_BYTES = 64 << 20
 _PARQUET_BATCH = 4096
-
-
-@dataclass(frozen=True)
-class RecordError:
-    """A record that could not be read; reported with its location and skipped."""
-
-    reason: str
 
 
 def _decoded_lines(f, display: str) -> Iterator[str]:
@@ -87,10 +81,6 @@ def _iter_ndjson(path: str, display: str, lazy: bool = False):
                 yield f"line {lineno}", LAZY, line
                 continue
             yield f"line {lineno}", parse_ndjson_line(line, display, lineno), line
-
-
-LAZY = object()
-"""Placeholder record of a lazily read NDJSON line; ``parse_lazy`` turns it into a record."""
 
 
 def parse_ndjson_line(line: bytes, display: str, lineno: int) -> dict | RecordError:
@@ -198,33 +188,49 @@ def _iter_parquet(path: str, display: str):
             yield f"row {row}", rec, None
 
 
-def read_columns(path: str, display: str, fmt: str, delimiter: str = ",") -> list[str] | None:
-    """The columns every record of the file has (a CSV header, a Parquet schema's top-level
-    fields), or None where records are JSON documents (JSON, NDJSON, stac-geoparquet items)."""
-    if fmt == "csv":
+# --------------------------------------------------------------------------- the built-in formats
+
+
+class CsvFormat(FileFormat):
+    name = "csv"
+    suffixes = (".csv",)
+
+    def iter_records(self, path: str, display: str, *, delimiter: str = ",", lazy: bool = False):
+        return _iter_csv(path, display, delimiter)
+
+    def columns(self, path: str, display: str, *, delimiter: str = ",") -> list[str] | None:
         with open(path, "rb") as f:
             first = next(_decoded_lines(f, display), "")
         header = next(csv.reader([first], delimiter=delimiter), [])
         return [h.strip() for h in header] or None
-    if fmt == "parquet":
+
+
+class NdjsonFormat(FileFormat):
+    name = "ndjson"
+    suffixes = (".ndjson", ".jsonl")
+
+    def iter_records(self, path: str, display: str, *, delimiter: str = ",", lazy: bool = False):
+        return _iter_ndjson(path, display, lazy)
+
+
+class JsonFormat(FileFormat):
+    name = "json"
+    suffixes = (".geojson", ".json")
+
+    def iter_records(self, path: str, display: str, *, delimiter: str = ",", lazy: bool = False):
+        return _iter_json(path, display)
+
+
+class ParquetFormat(FileFormat):
+    name = "parquet"
+    suffixes = (".parquet", ".geoparquet")
+
+    def iter_records(self, path: str, display: str, *, delimiter: str = ",", lazy: bool = False):
+        return _iter_parquet(path, display)
+
+    def columns(self, path: str, display: str, *, delimiter: str = ",") -> list[str] | None:
         pf = _open_parquet(path, display)
         return None if _is_stac_geoparquet(pf) else list(pf.schema_arrow.names)
-    return None
 
 
-def iter_records(path: str, display: str, fmt: str, delimiter: str = ",", lazy: bool = False):
-    """Yield ``(location, record | RecordError, raw_bytes | None)`` for every record.
-
-    ``lazy``: NDJSON lines are not parsed; their record is ``LAZY`` and ``parse_lazy(loc, raw,
-    display)`` parses one when needed (a build reusing most records hashes lines, not JSON)."""
-    if not os.path.isfile(path):
-        raise SourceError(f"{display}: source file does not exist")
-    if fmt == "csv":
-        return _iter_csv(path, display, delimiter)
-    if fmt == "ndjson":
-        return _iter_ndjson(path, display, lazy)
-    if fmt == "json":
-        return _iter_json(path, display)
-    if fmt == "parquet":
-        return _iter_parquet(path, display)
-    raise SourceError(f"{display}: unknown source format {fmt!r}")
+BUILTIN = (CsvFormat, NdjsonFormat, JsonFormat, ParquetFormat)

@@ -13,3 +13,22 @@ def test_import_layers_hold():
     assert exe, "import-linter is a test dependency"
     proc = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_state_package_imports_sqlite3():
+    """One owner of the build state: every other module goes through ``stacgit.state``."""
+    package = ROOT / "stacgit"
+    importers = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py") if "sqlite3" in _imports(p))
+    assert importers and all(p.startswith("state/") for p in importers), importers
