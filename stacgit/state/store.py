@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS records (
 -- sig: the digest of the item's field types, kept only where GeoParquet columns are inferred
 CREATE TABLE IF NOT EXISTS signatures (digest TEXT PRIMARY KEY, doc TEXT) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_sigs ON records (catalog, collection, sig, item_id) WHERE sig IS NOT NULL;
-DROP INDEX IF EXISTS records_by_item;
 -- covering indexes: a collection's ids, times and boxes (its members and extent) and a shard's
 -- record digests are read from narrow index entries, not from the wide rows (3x and 8x faster)
 CREATE INDEX IF NOT EXISTS records_members ON records (catalog, collection, item_id, start, end, w, s, e, n);
@@ -105,7 +104,6 @@ CREATE TABLE IF NOT EXISTS schema_sets (catalog TEXT, set_id TEXT, urls TEXT, fi
 CREATE TABLE IF NOT EXISTS exported (
   catalog TEXT, collection TEXT, item_id TEXT, sha256 TEXT, part TEXT, sort TEXT, path TEXT, off INTEGER, len INTEGER,
   PRIMARY KEY (catalog, collection, item_id));
-DROP INDEX IF EXISTS exported_by_part;
 CREATE INDEX IF NOT EXISTS exported_in_order ON exported (catalog, collection, part, sort, item_id);
 CREATE TABLE IF NOT EXISTS export_parts (catalog TEXT, collection TEXT, part TEXT, sha256 TEXT, size INTEGER, PRIMARY KEY (catalog, collection, part));
 CREATE TABLE IF NOT EXISTS export_config (catalog TEXT, collection TEXT, digest TEXT, input_digest TEXT, PRIMARY KEY (catalog, collection));
@@ -145,22 +143,6 @@ _QUEUES = (
 the insert trigger), and ``meta.verdicts_changed``, a count of every change to ``verdicts``: a
 summary of the verdicts computed at one count holds as long as the count is the same. The
 queues are described with the tables at the top of this module."""
-
-_QUEUE_OBJECTS = (
-    "unvalidated", "outputs_written", "outputs_deleted", "verdicts_inserted", "verdicts_deleted", "verdicts_updated",
-    "export_queue", "item_written", "item_deleted", "item_queue", "record_added", "record_removed",
-)
-"""What ``_QUEUES`` makes: a store missing any of them gets them (and the ``_SEED`` of each
-queue table it did not have)."""
-
-_SEED = (
-    ("unvalidated", f"INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN {STAC_KINDS}"),
-    ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM outputs WHERE kind = 'item' AND item_id IS NOT NULL"),
-    ("export_queue", "INSERT OR IGNORE INTO export_queue SELECT catalog, collection, item_id FROM exported"),
-    ("item_queue", "INSERT OR IGNORE INTO item_queue SELECT catalog, collection, item_id FROM records"),
-    ("item_queue", "INSERT OR IGNORE INTO item_queue SELECT catalog, collection, item_id FROM outputs WHERE kind = 'item' AND item_id IS NOT NULL"),
-)
-"""A store made before a queue starts with everything queued."""
 
 COLLECTION_TABLES = (
     "shards", "records", "failures", "outputs", "pending", "aggregates",
@@ -208,13 +190,10 @@ def connect(state_dir: Path) -> sqlite3.Connection:
             "run `stacgit build --full` once"
         )
     con.executescript(_SCHEMA)
-    made = con.execute(f"SELECT COUNT(*) FROM sqlite_master WHERE name IN ({','.join('?' * len(_QUEUE_OBJECTS))})", _QUEUE_OBJECTS).fetchone()[0]
-    if made < len(_QUEUE_OBJECTS):
+    if row is None:  # a new store: its tables, and the triggers that fill the queues
         with Transaction(con):  # every statement is idempotent; another process may be here too
-            had = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            for sql in _QUEUES + tuple(sql for table, sql in _SEED if table not in had):
+            for sql in _QUEUES:
                 con.execute(sql)
-    if row is None:
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
     _CONNECTIONS[key] = con
     return con

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import add_synthetic, stacgit, stacgit_proc, tree
+from conftest import add_synthetic, stacgit, tree
 
 SRC = "catalogs/synthetic/sources"
 
@@ -131,42 +131,10 @@ def test_duplicate_id_across_source_files_names_both_lines(tmp_path, built_first
         assert tree(repo / "build") == before  # nothing already built is lost
 
 
-def test_a_state_store_from_before_the_work_queues_queues_everything(tmp_path):
-    """Validation reads a queue (``unvalidated``) that a store made by an earlier stacgit does
-    not have: it starts with every document queued, so what that store left undone (a document
-    without its verdict) is still done."""
-    from conftest import copy_examples
-
-    repo = copy_examples(tmp_path / "repo")
-    first = build(repo)
-    assert first["validation"]["validated"] > 0
-    db = repo / ".stacgit/state.sqlite3"
-    with sqlite3.connect(db) as con:
-        item_id, path = con.execute("SELECT item_id, path FROM outputs WHERE catalog='shift' AND kind='item' ORDER BY item_id LIMIT 1").fetchone()
-        con.execute("DELETE FROM verdicts WHERE catalog='shift' AND path=?", (path,))  # not validated yet
-        for sql in ("DROP TRIGGER outputs_written", "DROP TRIGGER outputs_deleted", "DROP TABLE unvalidated"):
-            con.execute(sql)
-    csv = repo / "catalogs/shift/sources/flightlines.csv"
-    lines = csv.read_text().splitlines(keepends=True)
-    edited = next(i for i, l in enumerate(lines[1:], 1) if not l.startswith(item_id))
-    lines[edited] = lines[edited].replace(",good", ",fair") if ",good" in lines[edited] else lines[edited].replace(",fair", ",good")
-    csv.write_text("".join(lines))  # a change, so the catalog task runs
-    proc = stacgit_proc(repo, "build", "--json", "-j", "1")  # a new process opens the old store
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout)
-    assert res["items"]["written"] == 1
-    with sqlite3.connect(db) as con:
-        assert con.execute("SELECT sha256 FROM verdicts WHERE catalog='shift' AND path=?", (path,)).fetchone() is not None
-        assert con.execute("SELECT COUNT(*) FROM unvalidated WHERE catalog='shift'").fetchone()[0] == 0  # 3dep: its task did not run
-    again = json.loads(stacgit_proc(repo, "build", "--json", "-j", "1").stdout)
-    assert again["items"]["written"] == 0 and again["validation"]["validated"] == 0
-
-
 def test_collection_tasks_read_the_item_queue_and_notice_what_it_missed(tmp_path):
     """Adding or removing a record queues its item (triggers on ``records``); the collection
     task compares only queued items with their outputs and empties the queue. When the counts
-    show that the queue missed an item, every item is compared; an old store gets the queue
-    with every item in it."""
+    show that the queue missed an item, every item is compared."""
     from conftest import copy_examples
 
     repo = copy_examples(tmp_path / "repo")
@@ -196,13 +164,3 @@ def test_collection_tasks_read_the_item_queue_and_notice_what_it_missed(tmp_path
     assert (repo / "build/shift" / path).read_bytes() == before
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM outputs WHERE catalog='shift' AND item_id=?", (changed,)).fetchone()[0] == 1
-        for sql in ("DROP TRIGGER record_added", "DROP TRIGGER record_removed", "DROP TABLE item_queue"):
-            con.execute(sql)
-    csv.write_text(csv.read_text().replace(",good,", ",fair,", 1))
-    proc = stacgit_proc(repo, "build", "--json", "-j", "1")  # a new process seeds the queue of the old store
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["items"]["written"] == 1  # every item compared, the edited one written
-    with sqlite3.connect(db) as con:
-        assert con.execute("SELECT COUNT(*) FROM item_queue WHERE catalog='shift'").fetchone()[0] == 0
-        # 3dep's collection tasks did not run: its items stay queued until they do
-        assert con.execute("SELECT COUNT(*) FROM item_queue WHERE catalog='3dep'").fetchone()[0] > 0
