@@ -1,6 +1,6 @@
-"""The column types of a collection's items, derived from its mapping, extensions and
-``geoparquet.columns`` overrides: no data is looked at (GeoParquet's schema is explicit, never
-inferred from a first batch).
+"""The column types of a collection's items, derived from its mapping (``mapping.item_columns``),
+extensions, patches and ``geoparquet.columns`` overrides, or inferred from the items' own field
+types (``undeclared: infer``).
 
 Types are names: ``string int64 float64 bool datetime list<string> list<int64> list<float64>``
 and ``json`` (any JSON value, stored as its JSON text). A mapped field whose type cannot be
@@ -19,8 +19,6 @@ TYPES = ("string", "int64", "float64", "bool", "datetime", "list<string>", "list
 
 TOP_LEVEL = frozenset({"type", "stac_version", "stac_extensions", "id", "geometry", "bbox", "links", "assets", "collection"})
 """Item keys stac-geoparquet keeps as columns; a property of the same name would be dropped."""
-
-_MAPPING_TYPES = {"str": "string", "int": "int64", "float": "float64", "bool": "bool", "datetime": "datetime", "date": "string"}
 
 BASE_PROPERTIES = {"datetime": "datetime", "start_datetime": "datetime", "end_datetime": "datetime", "created": "datetime", "updated": "datetime"}
 """Properties every collection may have (``created``/``updated`` come from patches)."""
@@ -65,39 +63,7 @@ def value_type(value: Any) -> str:
     return "json"
 
 
-def spec_type(spec: Any) -> str:
-    """The column type of a mapping value spec (see ``mapping.compile_value``'s step order)."""
-    if not isinstance(spec, dict):
-        return value_type(spec)
-    if "coalesce" in spec and not any(k in spec for k in ("type", "json", "split", "lookup", "join", "scale", "offset", "format", "tz")):
-        kinds = {spec_type(s) for s in spec["coalesce"]}
-        return kinds.pop() if len(kinds) == 1 else "json"
-    declared = spec.get("type")
-    if declared is None and ("format" in spec or "tz" in spec):
-        declared = "datetime"
-    if "value" in spec and declared is None and not any(k in spec for k in ("json", "regex", "split", "lookup", "join", "scale", "offset")):
-        return value_type(spec["value"])
-    is_list = "split" in spec and "join" not in spec
-    if declared is not None:
-        scalar = _MAPPING_TYPES[declared]
-    elif "lookup" in spec:
-        kinds = {value_type(v) for v in spec["lookup"].values()}
-        if "lookup_default" in spec:
-            kinds.add(value_type(spec["lookup_default"]))
-        scalar = kinds.pop() if len(kinds) == 1 else "json"
-    elif spec.get("json"):  # parsed JSON text: any JSON value, unless a type says which
-        return "json"
-    else:
-        scalar = "string"
-    if "scale" in spec or "offset" in spec:
-        ints = all(isinstance(spec.get(k, 0), int) and not isinstance(spec.get(k, 0), bool) for k in ("scale", "offset"))
-        scalar = "int64" if scalar == "int64" and ints else "float64"
-    if is_list:
-        return f"list<{scalar}>" if scalar in ("string", "int64", "float64") else "json"
-    return scalar
-
-
-def _merge(target: dict[str, str], name: str, kind: str, where: str) -> None:
+def merge_type(target: dict[str, str], name: str, kind: str, where: str) -> None:
     old = target.get(name)
     if {old, kind} == {"string", "datetime"}:  # a datetime is a string until GeoParquet types it
         target[name] = "datetime"
@@ -110,32 +76,16 @@ def _merge(target: dict[str, str], name: str, kind: str, where: str) -> None:
     target[name] = kind if old in (None, kind) or kind != "json" else old
 
 
-def from_mapping(data: dict, defaults: dict, where: str) -> ItemColumns:
-    """Columns of a compiled mapping's ``data`` (the YAML) and the collection's defaults."""
-    cols = ItemColumns(properties=dict(BASE_PROPERTIES))
-    for name, spec in (data.get("properties") or {}).items():
-        _merge(cols.properties, name, spec_type(spec), where)
-    for source in (data.get("defaults") or {}, defaults or {}):
-        for name, value in source.items():
-            _merge(cols.properties, name, value_type(value), where)
-    for key, aspec in (data.get("assets") or {}).items():
-        fields = dict(ASSET_BASE)
-        for fname, fspec in (aspec.get("fields") or {}).items():
-            _merge(fields, fname, spec_type(fspec), where)
-        cols.assets[key] = fields
-    return cols
-
-
 def add_extension_fields(cols: ItemColumns, fields: dict, where: str) -> None:
     """Merge an extension's ``{"properties": {name: type}, "assets": {key or '*': {name: type}}}``."""
     for name, kind in (fields.get("properties") or {}).items():
-        _merge(cols.properties, name, kind, where)
+        merge_type(cols.properties, name, kind, where)
     for key, afields in (fields.get("assets") or {}).items():
         targets = list(cols.assets) if key == "*" else [key]
         for k in targets:
             bucket = cols.assets.setdefault(k, dict(ASSET_BASE))
             for name, kind in afields.items():
-                _merge(bucket, name, kind, where)
+                merge_type(bucket, name, kind, where)
 
 
 def add_patch_fields(cols: ItemColumns, ops: list[dict], where: str) -> None:
@@ -149,22 +99,22 @@ def add_patch_fields(cols: ItemColumns, ops: list[dict], where: str) -> None:
         if op.get("op") in ("copy", "move") and len(parts) == 2 and parts[0] == "properties":
             src = split(op.get("from"))
             if len(src) == 2 and src[0] == "properties" and src[1] in cols.properties:
-                _merge(cols.properties, parts[1], cols.properties[src[1]], where)
+                merge_type(cols.properties, parts[1], cols.properties[src[1]], where)
             continue
         if op.get("op") not in ("add", "replace") or "value" not in op:
             continue
         value = op["value"]
         if parts == ["properties"] and isinstance(value, dict):
             for k, v in value.items():
-                _merge(cols.properties, k, value_type(v), where)
+                merge_type(cols.properties, k, value_type(v), where)
         elif len(parts) == 2 and parts[0] == "properties":
-            _merge(cols.properties, parts[1], value_type(value), where)
+            merge_type(cols.properties, parts[1], value_type(value), where)
         elif len(parts) == 3 and parts[0] == "assets":
-            _merge(cols.assets.setdefault(parts[1], dict(ASSET_BASE)), parts[2], value_type(value), where)
+            merge_type(cols.assets.setdefault(parts[1], dict(ASSET_BASE)), parts[2], value_type(value), where)
         elif len(parts) == 2 and parts[0] == "assets" and isinstance(value, dict):
             bucket = cols.assets.setdefault(parts[1], dict(ASSET_BASE))
             for k, v in value.items():
-                _merge(bucket, k, value_type(v), where)
+                merge_type(bucket, k, value_type(v), where)
 
 
 def apply_overrides(cols: ItemColumns, overrides: dict, where: str) -> None:

@@ -45,7 +45,7 @@ from stacgit.errors import BuildError
 from stacgit.geo import bbox_2d, coords_bbox
 from stacgit.fileio import prefetch, pwrite_all, will_need
 from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
-from stacgit.mapping import item_time_range
+from stacgit.mapping import item_columns as mapping_columns, item_time_range
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
 
@@ -96,7 +96,7 @@ def item_columns(project: Project, coll: CollectionSpec) -> C.ItemColumns:
     overrides; with ``undeclared: infer``, the built items' own field types for the rest)."""
     where = f"{project.catalog(coll.catalog_id).yaml_path}: collections[{coll.index}] ({coll.key})"
     spec = get_mapping(project, coll)
-    cols = C.from_mapping(spec.data, coll.defaults, where)
+    cols = mapping_columns(spec.data, coll.defaults, where)
     for use in extension_uses(coll):
         C.add_extension_fields(cols, use.ext.columns(use.raw), f"{use.where}: extension {use.ext.name}")
     for patch in project.patches_for(coll):

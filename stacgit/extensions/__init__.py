@@ -27,10 +27,10 @@ from typing import Any, Callable, ClassVar
 
 from stacgit import _spec as S
 from stacgit._yaml import KeyPath, Located
-from stacgit.columns import spec_type, value_type
+from stacgit.columns import value_type
 from stacgit.errors import ConfigError, MappingError
 from stacgit.hashing import digest_obj
-from stacgit.mapping import OMIT, VALUE_FIELDS, MappingSpec, compile_value
+from stacgit.mapping import OMIT, SOURCE_KEYS, VALUE_FIELDS, MappingSpec, compile_value, spec_type
 
 ENTRY_POINT_GROUP = "stacgit.extensions"
 
@@ -148,7 +148,6 @@ def all_extensions() -> list[Extension]:
 
 Expr = Callable[[dict, dict], Any]
 _VALUE_KEYS = set(VALUE_FIELDS)
-_SOURCE_KEYS = {"path", "value", "template", "coalesce"}
 
 
 def config_type(node: Any) -> str:
@@ -157,7 +156,7 @@ def config_type(node: Any) -> str:
 
 
 def _is_expr(node: Any) -> bool:
-    return isinstance(node, dict) and bool(node) and set(node) <= _VALUE_KEYS and len(set(node) & _SOURCE_KEYS) == 1
+    return isinstance(node, dict) and bool(node) and set(node) <= _VALUE_KEYS and len(set(node) & set(SOURCE_KEYS)) == 1
 
 
 def compile_config(doc: Located, config: Any, kp: KeyPath) -> Callable[[dict | None], Any]:

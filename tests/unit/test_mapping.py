@@ -159,3 +159,32 @@ assets:
     rest = err.value.reason.split("; ")[1:]
     assert [r.split(":")[0] for r in rest] == ["properties.num", "assets.data.href"]
     assert "no value for {file}" in rest[1]
+
+
+@pytest.mark.parametrize("spec, rec", [
+    ({"path": "a"}, {"a": "x"}),
+    ({"path": "a", "json": True}, {"a": "[1, 2]"}),
+    ({"path": "a", "regex": "(\\d+)", "type": "int"}, {"a": "n42"}),
+    ({"path": "a", "split": ";"}, {"a": "x;y"}),
+    ({"path": "a", "split": ";", "type": "int"}, {"a": "1;2"}),
+    ({"path": "a", "split": ";", "lookup": {"1": 1.5, "2": 2.5}}, {"a": "1;2"}),
+    ({"path": "a", "split": ";", "join": "|"}, {"a": "1;2"}),
+    ({"path": "a", "type": "float", "scale": 2}, {"a": "1.5"}),
+    ({"path": "a", "type": "int", "scale": 2, "offset": 1}, {"a": "3"}),
+    ({"path": "a", "format": "%Y/%m/%d", "tz": "UTC"}, {"a": "2022/06/01"}),
+    ({"path": "a", "type": "date", "format": "%Y/%m/%d"}, {"a": "2022/06/01"}),
+    ({"value": 3, "scale": 2}, {}),
+    ({"coalesce": [{"path": "b", "type": "int"}, {"value": 7}]}, {}),
+    ({"template": "{a}-{a}"}, {"a": "x"}),
+])
+def test_the_column_type_of_every_transform_is_the_type_it_renders(tmp_path, spec, rec):
+    """Rendering and GeoParquet typing read one table (``mapping.TRANSFORMS``)."""
+    import yaml
+
+    from stacgit.columns import value_type
+    from stacgit.mapping import spec_type
+
+    m = mapping(tmp_path, BASE + "properties:\n  f: " + yaml.safe_dump(spec, default_flow_style=True))
+    value = m.render({"name": "a", "when": "2022-01-01", "lon": 1, "lat": 1, **rec}, "c")["properties"]["f"]
+    expected = spec_type(spec)
+    assert expected == "json" or value_type(value) == expected or (expected, value_type(value)) in (("datetime", "string"), ("float64", "int64"))
