@@ -123,7 +123,7 @@ def test_tiny_batches_give_the_same_rows(repo, monkeypatch):
     SQLite while the build state is being read) hold the same rows as one batch does."""
     import shutil
 
-    from stacgit import exports
+    from stacgit.exports import changes, partition
 
     add_synthetic(repo, 400)
     build(repo)
@@ -133,8 +133,8 @@ def test_tiny_batches_give_the_same_rows(repo, monkeypatch):
     expected, pgstac = rows(), sorted(out.glob("pgstac/*/*.ndjson"))
     expected_pgstac = [p.read_bytes() for p in pgstac]
     assert len(pgstac) == len(expected)  # one pgstac piece per parquet partition
-    monkeypatch.setattr(exports, "BATCH", 7)
-    monkeypatch.setattr(exports, "SPILL", 5)
+    monkeypatch.setattr(partition, "BATCH", 7)
+    monkeypatch.setattr(changes, "SPILL", 5)
     for d in out.glob("*/parquet"):
         shutil.rmtree(d)
     for d in out.glob("pgstac/*/"):
@@ -171,10 +171,10 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
     byte what converting every item again gives."""
     import shutil
 
-    from stacgit import exports
+    from stacgit.exports import geoparquet, partition, pgstac
 
-    monkeypatch.setattr(exports, "BATCH", 2)
-    monkeypatch.setattr(exports, "CHECK_EVERY", 1)
+    monkeypatch.setattr(partition, "BATCH", 2)
+    monkeypatch.setattr(pgstac, "CHECK_EVERY", 1)
     build(repo)
     lines = (repo / CSV).read_text().splitlines(keepends=True)
     may = [i for i, l in enumerate(lines) if l.startswith("ang202205")]
@@ -183,8 +183,8 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
         lines[i] = lines[i].replace(",good", ",fair") if ",good" in lines[i] else lines[i].replace(",fair", ",good")
     (repo / CSV).write_text("".join(lines))
     converted = []
-    row = exports.Prepared.row
-    monkeypatch.setattr(exports.Prepared, "row", lambda self, item: converted.append(item["id"]) or row(self, item))
+    row = geoparquet.Prepared.row
+    monkeypatch.setattr(geoparquet.Prepared, "row", lambda self, item: converted.append(item["id"]) or row(self, item))
     res = build(repo)
     assert res.json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}
     assert sorted(converted) == sorted(lines[i].split(",")[0] for i in (may[2], may[5]))  # the other 7 were reused
@@ -224,14 +224,14 @@ def test_unchanged_rows_are_reused_and_give_the_same_bytes_as_converting_all(rep
 
 _KILL_IN_PLACE = """
 import os, signal, sys
-from stacgit import exports
-finish = exports._Piece.finish
+from stacgit.exports import pgstac
+finish = pgstac.Piece.finish
 def killed(self):
     self._flush()  # every new line is in the file; the old piece's tail is not cut off yet
     if self.in_place:
         os.kill(os.getpid(), signal.SIGKILL)
     return finish(self)
-exports._Piece.finish = killed
+pgstac.Piece.finish = killed
 from stacgit.cli import main
 sys.argv = ["stacgit", "build", "-j", "1"]
 main()

@@ -9,7 +9,7 @@ import random
 import orjson
 import pytest
 
-from stacgit import exports
+from stacgit.exports import pgstac as exports
 
 
 def _line(item_id: str, rnd: random.Random) -> bytes:
@@ -53,7 +53,7 @@ def test_a_rewritten_piece_has_the_bytes_of_one_written_from_scratch(tmp_path, m
         path = tmp_path / f"{case}.ndjson"
         path.write_bytes(b"".join(old))
         target = path if in_place else tmp_path / f"{case}.new"
-        piece = exports._Piece(target, True, old=path, ids=ids)
+        piece = exports.Piece(target, True, old=path, ids=ids)
         at = 0
         for step in steps:
             assert piece.tell() == at  # the offsets recorded for the change feed
@@ -74,21 +74,21 @@ def test_a_piece_edited_by_hand_is_noticed(tmp_path, monkeypatch):
     lines = [orjson.dumps({"id": i}) + b"\n" for i in ids]
     path = tmp_path / "p.ndjson"
     path.write_bytes(b"".join([*lines[:30], lines[31], lines[30], *lines[32:]]))  # two lines swapped
-    piece = exports._Piece(path, False, old=path, ids=ids)
+    piece = exports.Piece(path, False, old=path, ids=ids)
     piece.copy_old(0, 29)  # the checked lines (every 32nd) are still in place
-    with pytest.raises(exports._Stale):
+    with pytest.raises(exports.Stale):
         monkeypatch.setattr(exports, "CHECK_EVERY", 1)
         piece.copy_old(29, 5)
     piece.close()
     path.write_bytes(b"".join(lines[:-1]))  # a line cut off: the old piece ends too soon
-    piece = exports._Piece(tmp_path / "new", False, old=path, ids=ids)
-    with pytest.raises(exports._Stale):
+    piece = exports.Piece(tmp_path / "new", False, old=path, ids=ids)
+    with pytest.raises(exports.Stale):
         piece.copy_old(0, 40)
     piece.close()
 
 
 def test_new_pieces_are_written_from_scratch(tmp_path):
-    piece = exports._Piece(tmp_path / "p.ndjson", True)
+    piece = exports.Piece(tmp_path / "p.ndjson", True)
     lines = [orjson.dumps({"id": str(k)}) + b"\n" for k in range(1000)]
     for line in lines:
         piece.add(line)
