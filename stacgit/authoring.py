@@ -16,7 +16,7 @@ import yaml
 
 from stacgit import gitinfo
 from stacgit import state as st
-from stacgit.build import cache_dir
+from stacgit.engine import cache_dir
 from stacgit.errors import ConfigError, StacgitError
 from stacgit.extensions import json_pointer
 from stacgit.patches import PATCH_DIR, Patch, PatchFailed, load_patch_file

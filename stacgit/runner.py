@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 from doit.exceptions import TaskFailed, UnmetDependency
 
-from stacgit import build as b
+from stacgit import engine
 from stacgit import exports, gitinfo, plan
 from stacgit import state as st
 from stacgit.errors import BuildError, ConfigError, PlanError, StacgitError
@@ -102,32 +102,32 @@ def _project(root: str, run_id: str) -> Project:
 
 
 def run_shard(root: str, catalog_id: str, collection_id: str, shard: str, opts: dict):
-    options = b.BuildOptions(**opts)
+    options = engine.BuildOptions(**opts)
     unit = f"build:{catalog_id}/{collection_id}/{shard}"
     try:
         project = _project(root, options.run_id)
-        b.build_shard(project, project.catalog(catalog_id).collection(collection_id), shard, options)
+        engine.build_shard(project, project.catalog(catalog_id).collection(collection_id), shard, options)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
     return True
 
 
 def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[str], opts: dict):
-    options = b.BuildOptions(**opts)
+    options = engine.BuildOptions(**opts)
     unit = f"collection:{catalog_id}/{collection_id}"
     try:
         project = _project(root, options.run_id)
         coll = project.catalog(catalog_id).collection(collection_id)
-        report = b.build_collection(project, coll, shards, options)
+        report = engine.build_collection(project, coll, shards, options)
         if options.validate:
-            b.validate_written(project, coll, report, options)
+            engine.validate_written(project, coll, report, options)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
     return True
 
 
 def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
-    options = b.BuildOptions(**opts)
+    options = engine.BuildOptions(**opts)
     unit = f"export:{catalog_id}/{collection_id}"  # plan.export_task
     try:
         project = _project(root, options.run_id)
@@ -142,10 +142,10 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
 
 
 def run_catalog(root: str, catalog_id: str, opts: dict):
-    options = b.BuildOptions(**opts)
+    options = engine.BuildOptions(**opts)
     try:
         project = _project(root, options.run_id)
-        b.build_catalog(project, project.catalog(catalog_id), options)
+        engine.build_catalog(project, project.catalog(catalog_id), options)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(f"catalog:{catalog_id}", root, options.run_id, exc)
     return True
@@ -226,7 +226,7 @@ def select(project: Project, only: tuple[str, ...]) -> Selection:
     return sel
 
 
-def iter_tasks(project: Project, options: b.BuildOptions, selection: Selection | None = None):
+def iter_tasks(project: Project, options: engine.BuildOptions, selection: Selection | None = None):
     """Every doit task dict of a build (shards, collections, catalogs, and the build group)."""
     selection = selection or Selection()
     opts = dataclasses.asdict(options)
@@ -385,7 +385,7 @@ def load_for_doit(start: str = ".", strict: bool = False, jobs: int | None = Non
     run_id = uuid.uuid4().hex
     _RUN.update(project=project, run_id=run_id, collect=False, progress=False)
     gitinfo.clear_cache()
-    options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs or 1, now=_now())
+    options = engine.BuildOptions(strict=strict, run_id=run_id, jobs=jobs or 1, now=_now())
 
     def task_build():
         """Build every catalog (shards, collections, catalog roots)."""
@@ -404,12 +404,12 @@ def _prepare(project: Project) -> None:
     con = st.connect(project.state_dir)
     for (cat_id,) in con.execute("SELECT DISTINCT catalog FROM aggregates").fetchall():
         if cat_id not in project.catalogs:
-            b.remove_catalog_output(project, cat_id)
+            engine.remove_catalog_output(project, cat_id)
     con.execute("DELETE FROM reports")
     for cat_id in sorted(project.catalogs):  # output folders deleted by hand: built again from scratch
         if not (project.build_dir / cat_id).is_dir():
             if con.execute("SELECT 1 FROM aggregates WHERE catalog=? LIMIT 1", (cat_id,)).fetchone():
-                b.remove_catalog_output(project, cat_id)
+                engine.remove_catalog_output(project, cat_id)
             continue
         for coll_id in st.known_collections(con, cat_id):
             if not (project.build_dir / cat_id / coll_id).is_dir():
@@ -465,12 +465,12 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         if full:
             targets = selection.catalogs if selection.catalogs is not None else set(project.catalogs)
             for cat_id in sorted(targets):
-                b.remove_catalog_output(project, cat_id)
+                engine.remove_catalog_output(project, cat_id)
             (project.state_dir / "doit.sqlite3").unlink(missing_ok=True)
         _prepare(project)
         run_id = uuid.uuid4().hex
         gitinfo.clear_cache()
-        options = b.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=_now(), validate=validate)
+        options = engine.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=_now(), validate=validate)
         tasks = list(iter_tasks(project, options, selection))  # raises ConfigError early
         check_writable(project, project.build_dir)
 
@@ -497,7 +497,7 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         if strict and summary["items"]["failed"] and not summary["errors"]:
             # shards that were up to date still hold failed records: --strict fails on them too
             first = summary["failed_records"][0]
-            message = b.failure_message(first["location"], first["field"], first["reason"], summary["items"]["failed"] - 1)
+            message = engine.failure_message(first["location"], first["field"], first["reason"], summary["items"]["failed"] - 1)
             summary["errors"].append({"unit": "strict", "message": message})
         v = summary["validation"]
         if v["invalid"]:
@@ -581,11 +581,11 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     totals["failed"] = con.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
     totals["failed"] += con.execute("SELECT COUNT(*) FROM patch_failures").fetchone()[0]
     failed_records = [
-        {"collection": f"{c}/{coll}", "location": b.location(s, loc), "field": f, "reason": r}
+        {"collection": f"{c}/{coll}", "location": engine.location(s, loc), "field": f, "reason": r}
         for c, coll, s, loc, f, r in con.execute("SELECT catalog, collection, shard, loc, field, reason FROM failures ORDER BY catalog, collection, shard, rowid LIMIT 20")
     ]
     failed_records += [
-        {"collection": f"{c}/{coll}", "location": b.patch_location(key, op), "field": "patch", "reason": b.patch_reason(item_id, reason)}
+        {"collection": f"{c}/{coll}", "location": engine.patch_location(key, op), "field": "patch", "reason": engine.patch_reason(item_id, reason)}
         for c, coll, key, op, item_id, reason in con.execute(
             "SELECT catalog, collection, patch_key, op_index, item_id, reason FROM patch_failures ORDER BY catalog, collection, patch_key, item_id LIMIT 20"
         )
@@ -720,7 +720,7 @@ def format_summary(s: dict) -> str:
         + (f" in {s['seconds']:.1f}s" if "seconds" in s else "")
     ]
     for f in s["failed_records"]:
-        lines.append("skipped " + b.failure_message(f["location"], f["field"], f["reason"]))
+        lines.append("skipped " + engine.failure_message(f["location"], f["field"], f["reason"]))
     if i["failed"] > len(s["failed_records"]):
         lines.append(f"... {i['failed'] - len(s['failed_records'])} more skipped records in build/<catalog>/failed.ndjson")
     for name, f in s.get("patches", {}).items():

@@ -150,7 +150,7 @@ def test_diff_describes_the_working_tree_not_a_stale_build(gitrepo):
 
 def test_diff_after_a_build_that_stopped_half_way(gitrepo, monkeypatch):
     """Item files rewritten, manifest not: the diff still reports the real change."""
-    from stacgit import build as b
+    from stacgit import engine as b
     from stacgit.errors import BuildError
 
     repo = gitrepo

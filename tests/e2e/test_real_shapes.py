@@ -120,10 +120,10 @@ def test_a_collection_failing_on_its_first_build_does_not_hold_back_the_root(rep
 
 _UNEXPECTED = """
 import sys
-from stacgit import build
+from stacgit import engine
 def boom(*args, **kwargs):
     raise RuntimeError("boom")
-build.build_collection = boom  # stands for a bug, or input nothing checks yet
+engine.build_collection = boom  # stands for a bug, or input nothing checks yet
 from stacgit.cli import main
 sys.argv = ["stacgit", "build", "-j", "1"]
 main()
