@@ -54,13 +54,13 @@ def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int 
     except StacgitError as exc:
         _fail(exc)
     if as_json:
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
-        for e in summary["errors"]:
+        click.echo(orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2).decode())
+        for e in summary.errors:
             click.echo(f"error: {e['message']}", err=True)
     else:
         for line in format_summary(summary).splitlines():
             click.echo(line, err=line.startswith("error:"))
-    sys.exit(1 if summary["errors"] or summary["items"]["failed"] else 0)
+    sys.exit(0 if summary.ok else 1)
 
 
 @cli.command()

@@ -160,8 +160,8 @@ def base_build(project: Project, ref: str) -> Path:
     _copy_generated_sources(project.root, work)
     base = Project.load(work)
     summary = run_build(base, progress=False, validate=False)
-    if summary["errors"]:
-        first = summary["errors"][0]
+    if summary.errors:
+        first = summary.errors[0]
         raise StacgitError(f"--base {ref}: the base does not build: {first['unit']}: {first['message']}")
     return base.build_dir
 
@@ -346,8 +346,8 @@ def _build_if_stale(project: Project) -> None:
     if not compute_status(project):
         return
     summary = run_build(project, progress=False)
-    if summary["errors"]:
-        first = summary["errors"][0]
+    if summary.errors:
+        first = summary.errors[0]
         raise StacgitError(f"the working tree does not build, so there is no change summary: {first['unit']}: {first['message']}")
 
 
