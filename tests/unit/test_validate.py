@@ -246,6 +246,7 @@ def test_large_trees_are_walked_by_the_workers_with_the_same_report(validator, t
     import orjson
 
     from stacgit import validate as v
+    from stacgit.validate import targets
 
     root = tmp_path / "tree"
     n = 0
@@ -264,10 +265,10 @@ def test_large_trees_are_walked_by_the_workers_with_the_same_report(validator, t
                 path.write_bytes(orjson.dumps(doc))
         (root / year / "catalog.json").write_bytes(orjson.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": year, "description": "d", "links": []}))
     (root / "catalog.json").write_bytes(orjson.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "root", "description": "d", "links": []}))  # a tree
-    monkeypatch.setattr(v, "PARALLEL_MIN", 8)
+    monkeypatch.setattr(targets, "PARALLEL_MIN", 8)
     serial, _ = v.validate_targets(validator, v.collect_targets([str(root)], 1), 1)
     units = v.collect_targets([str(root)], 2)
-    assert sum(isinstance(u, v.Subtree) for u in units) >= 6  # split into month (or deeper) subtrees
+    assert sum(isinstance(u, targets.Subtree) for u in units) >= 6  # split into month (or deeper) subtrees
     parallel, _ = v.validate_targets(validator, units, 2)
     assert parallel.to_json() == serial.to_json()
     report = serial.to_json()
