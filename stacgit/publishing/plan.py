@@ -1,51 +1,45 @@
-"""``stacgit publish``: put a build on S3 (or a local mirror), uploading only what changed.
-
-What to upload comes from comparing the build's ``manifest.json`` with the manifest of the last
-publish, kept in the target at ``<catalog>/.stacgit/manifest.json``; nothing lists the bucket
-unless ``--verify`` asks for an audit. Each object carries the sha256 of its bytes in its
-metadata, because ETags are not content hashes (LESSONS S3-1, S3-2).
-
-Order (LESSONS S3-5): items, parquet partitions and pgstac files first; then sub-catalogs and
-collections, deepest first; then the change feed's index; then the root ``catalog.json``; then,
-with ``--prune``, the deletes; the manifest last, with a conditional write. Every phase finishes
-before the next starts, so at any moment the live root points at complete content, and a publish
-that dies part-way is finished by running it again. (The feed index goes before the root, not
-after: the root links it, and on a first publish it would otherwise point at a missing object.)
-
-A target that was last published from a commit outside this build's history is refused unless
-``--force`` (someone else published; LESSONS S3-6).
-"""
+"""What a publish sends: the build's files classified (media type, cache policy, upload order),
+the plan of one catalog against what the target holds, and the guards that refuse a publish
+(stale build, failed records, too many deletes)."""
 
 from __future__ import annotations
 
-import hashlib
-import sys
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import orjson
 
 from stacgit import gitinfo
 from stacgit.errors import ConfigError, PublishError, StacgitError, StalePublishError
-from stacgit.hashing import pretty_json, sha256_bytes, sha256_file
+from stacgit.hashing import pretty_json, sha256_bytes
 from stacgit.project import Project
-from stacgit.stores import LARGE, Conflict, Store, Target, check_rel, open_store
+from stacgit.stores import Store, check_rel
 from stacgit.exports import pgstac_line
 from stacgit.feed import FEED_DIR, FEED_INDEX, Change, compute_changes, counts, feed_name, item_key, render_feed, render_pgstac_feed
 from stacgit.stac import GEOJSON, JSON, PARQUET
 from stacgit.writers import read_manifest
 
+
 MANIFEST = ".stacgit/manifest.json"
+
+
 FORMAT = 1
+
 
 NDJSON = "application/x-ndjson"
 
+
 SHORT = "public, max-age=60"  # the root, catalogs, collections, the feed index: they move on every publish
+
+
 MEDIUM = "public, max-age=3600"  # items and partitions: stable paths whose content changes now and then
+
+
 IMMUTABLE = "public, max-age=31536000, immutable"  # change-feed records: named by their digest
+
+
 NO_CACHE = "no-cache"  # the publish manifest
 
 
@@ -70,8 +64,11 @@ CONTENT_TYPES: tuple[tuple[str, FileClass], ...] = (
 )
 """The explicit table (never ``mimetypes``; LESSONS S3-3), in the order :func:`classify` checks it."""
 
+
 _ROOT, _INDEX, _FEED, _NODE, _ITEM, _PARQUET, _PGSTAC = (c for _, c in CONTENT_TYPES)
-_MANIFEST_CLASS = FileClass(JSON, NO_CACHE, 4, False)
+
+
+MANIFEST_CLASS = FileClass(JSON, NO_CACHE, 4, False)
 
 
 def classify(rel: str) -> FileClass:
@@ -91,9 +88,6 @@ def classify(rel: str) -> FileClass:
     if name.endswith(".ndjson"):
         return _PGSTAC
     raise PublishError(f"{rel}: no content type for this kind of file (stacgit does not guess one)")
-
-
-# -- absolute links ---------------------------------------------------------------------------
 
 
 def _absolute(url: str, href: Any) -> Any:
@@ -119,14 +113,11 @@ def render_absolute(data: bytes, rel: str, base_url: str) -> bytes:
     return pretty_json(doc)
 
 
-def _check_base_url(url: str, where: str) -> str:
+def check_base_url(url: str, where: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(f"{where}: base URL {url!r} must be an http(s) URL without query or fragment")
     return url if url.endswith("/") else url + "/"
-
-
-# -- plan -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -317,6 +308,8 @@ def check_fresh(stale: list, catalog: str) -> None:
 
 
 DEFAULT_MAX_DELETE_SHARE = 0.1
+
+
 DEFAULT_MAX_DELETE_ITEMS = 10
 
 
@@ -370,285 +363,3 @@ def read_pending(store: Store) -> list[str]:
         return [check_rel(p, store.url + PENDING) for p in paths]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise PublishError(f"{store.url}{PENDING}: not a stacgit publish journal ({exc}); delete it and publish with --verify") from None
-
-
-def _write_pending(plan: CatalogPlan) -> bool:
-    """Record the new objects of this publish (and those of an interrupted one) before any goes
-    up; True when there is a journal to remove once the manifest tracks them."""
-    tracked = set((plan.remote or {}).get("files") or {}) | set((plan.remote or {}).get("orphans") or {})
-    paths = sorted({e.rel for e in plan.uploads if e.rel not in tracked} | set(read_pending(plan.store)))
-    if not paths:
-        return False
-    data = orjson.dumps({"uploading": paths})
-    plan.store.put(PENDING, data, content_type=JSON, cache_control=NO_CACHE, sha256=sha256_bytes(data))
-    return True
-
-
-def verify_catalog(plan: CatalogPlan, concurrency: int) -> None:
-    """Audit the target against the manifest (LIST, then HEAD every object that should be
-    unchanged) and move each object that is missing or differs into the uploads; objects no
-    manifest tracks become deletes (carried out only with ``--prune``)."""
-    listing = plan.store.list()
-    suspects = {rel for rel, r in plan.carried.items() if listing.get(rel) != r["size"]}
-    same_size = [rel for rel in plan.carried if rel not in suspects]
-    for rel, sha in _parallel(lambda rel: (rel, plan.store.stored_sha256(rel)), same_size, concurrency):
-        if sha != plan.carried[rel]["sha256"]:
-            suspects.add(rel)
-    for rel in sorted(suspects):
-        del plan.carried[rel]
-        if rel in plan.desired:
-            plan.uploads.append(plan.desired[rel])
-            plan.repaired += 1
-        else:
-            plan.warnings.append(f"{plan.store.url}{rel}: a change-feed record published earlier is missing or altered, and this build does not have it")
-    tracked = set(plan.carried) | set(plan.desired) | set(plan.deletes)
-    plan.deletes = sorted(set(plan.deletes) | {rel for rel in listing if rel not in tracked and not rel.startswith(".stacgit/")})
-
-
-# -- execution --------------------------------------------------------------------------------
-
-
-def _parallel(fn: Callable, items: Iterable, concurrency: int, on_done: Callable[[Any], None] | None = None) -> list:
-    """``fn`` over ``items`` on a thread pool, at most a few batches in flight; the first
-    error stops new work, waits for what is running, and is raised."""
-    results, error = [], None
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        pending: set = set()
-
-        def collect(done) -> None:
-            nonlocal error
-            for f in done:
-                try:
-                    r = f.result()
-                except Exception as exc:  # noqa: BLE001 - re-raised below, after the pool drains
-                    error = error or exc
-                    continue
-                results.append(r)
-                if on_done is not None:
-                    on_done(r)
-
-        for item in items:
-            if error is not None:
-                break
-            pending.add(pool.submit(fn, item))
-            if len(pending) >= 4 * concurrency:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                collect(done)
-        done, _ = wait(pending)
-        collect(done)
-    if error is not None:
-        raise error
-    return results
-
-
-def _upload(store: Store, e: Entry, base_url: str | None) -> tuple[str, dict]:
-    if isinstance(e.source, Path):
-        path = e.source
-        try:
-            large = path.stat().st_size > LARGE and not e.cls.stac
-            data: bytes | Path = path if large else path.read_bytes()
-        except FileNotFoundError:
-            raise PublishError(f"{path}: listed in the build manifest but missing: run stacgit build") from None
-        got = sha256_file(str(path)) if large else sha256_bytes(data)  # type: ignore[arg-type]
-        if got != e.key:
-            raise PublishError(f"{path}: changed since the build wrote it (sha256 differs from manifest.json): run stacgit build")
-    else:
-        data = e.source
-    sha, size = e.key, e.size
-    if base_url and e.cls.stac:
-        data = render_absolute(data, e.rel, base_url)  # type: ignore[arg-type]
-        sha, size = sha256_bytes(data), len(data)
-    store.put(e.rel, data, content_type=e.cls.content_type, cache_control=e.cls.cache_control, sha256=sha)
-    return e.rel, {"sha256": sha, "size": size, **({"build": e.key} if sha != e.key else {})}
-
-
-def _phases(uploads: list[Entry]) -> list[list[Entry]]:
-    """Upload order: leaves; catalogs and collections deepest first; feed index; root."""
-    keyed: dict[tuple[int, int], list[Entry]] = {}
-    for e in uploads:
-        depth = e.rel.count("/") if e.cls.phase == 1 else 0
-        keyed.setdefault((e.cls.phase, -depth), []).append(e)
-    return [sorted(keyed[k], key=lambda e: e.rel) for k in sorted(keyed)]
-
-
-class _Progress:
-    """A rich progress bar on a terminal; nothing otherwise."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self.bar = None
-        if enabled and total and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.bar = Progress(console=Console(stderr=True), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(label, total=total)
-
-    def advance(self, _result: Any = None, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def execute(project: Project, plan: CatalogPlan, *, prune: bool, force: bool, concurrency: int, progress: bool) -> dict:
-    """Carry out a plan; returns the manifest written (or the old one when nothing changed)."""
-    remote = plan.remote or {}
-    files = dict(plan.carried)
-    orphans = {} if prune else {rel: (remote.get("files") or {}).get(rel) or (remote.get("orphans") or {}).get(rel) or {"sha256": "", "size": 0} for rel in plan.deletes}
-    bar = _Progress(progress, len(plan.uploads) + (len(plan.deletes) if prune else 0), f"publishing {plan.catalog}")
-    sent = 0
-    journal = _write_pending(plan)
-    try:
-        for phase in _phases(plan.uploads):
-            for rel, entry in _parallel(lambda e: _upload(plan.store, e, plan.base_url), phase, concurrency, bar.advance):
-                files[rel] = entry
-                sent += entry["size"]
-        if prune and plan.deletes:
-            batches = [plan.deletes[i : i + 1000] for i in range(0, len(plan.deletes), 1000)]
-            _parallel(plan.store.delete, batches, min(concurrency, 8))
-            bar.advance(n=len(plan.deletes))
-    finally:
-        bar.close()
-    plan.sent_bytes = sent
-    changed = plan.uploads or (prune and plan.deletes) or orphans != (remote.get("orphans") or {}) or plan.remote is None
-    if not changed:
-        return remote
-    head, dirty = gitinfo.head_commit(project.root, dirty=True)
-    doc = {
-        "base_url": plan.base_url,
-        "catalog": plan.catalog,
-        "commit": head,
-        "dirty": dirty,
-        "feeds": plan.feeds,
-        "files": dict(sorted(files.items())),
-        "generation": int(remote.get("generation") or 0) + 1,
-        "orphans": dict(sorted(orphans.items())),
-        "stacgit_publish": FORMAT,
-    }
-    data = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n"
-    sha = sha256_bytes(data)
-    cls = _MANIFEST_CLASS
-    try:
-        if force:
-            plan.store.put(MANIFEST, data, content_type=cls.content_type, cache_control=cls.cache_control, sha256=sha)
-        else:
-            plan.store.put_if(MANIFEST, data, content_type=cls.content_type, cache_control=cls.cache_control, sha256=sha, tag=plan.tag)
-    except Conflict:
-        raise StalePublishError(
-            f"{plan.store.url}{MANIFEST}: another publish finished while this one ran (this one started from generation "
-            f"{remote.get('generation', 0)}); what this run uploaded may have replaced some of its files. Update to the newest commit, rebuild and publish again"
-        ) from None
-    if journal:  # the manifest tracks every object the journal named (as a file or an orphan)
-        plan.store.delete([PENDING])
-    return doc
-
-
-# -- entry point ------------------------------------------------------------------------------
-
-
-def _record_path(project: Project, target: Target) -> Path:
-    return project.state_dir / "published" / (hashlib.sha256(target.url().encode()).hexdigest()[:16] + ".json")
-
-
-def run_publish(
-    project: Project,
-    to: str,
-    catalog: str | None = None,
-    *,
-    endpoint_url: str | None = None,
-    base_url: str | None = None,
-    prune: bool = False,
-    dry_run: bool = False,
-    force: bool = False,
-    verify: bool = False,
-    concurrency: int = 16,
-    progress: bool = True,
-    allow_failures: bool = False,
-    allow_deletes: bool = False,
-) -> dict:
-    """Publish one catalog or every catalog of the project to ``to`` (``s3://bucket/prefix``
-    or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``). Returns the summary."""
-    target = Target.parse(to)
-    if endpoint_url and target.scheme != "s3":
-        raise ConfigError(f"--endpoint-url applies to s3:// targets, not {to}")
-    catalogs = [project.catalog(catalog).id] if catalog else sorted(project.catalogs)
-    stale: list | None = None
-    record_path = _record_path(project, target)
-    record = orjson.loads(record_path.read_bytes()) if record_path.exists() else {}
-    totals = {"uploaded": 0, "unchanged": 0, "deleted": 0, "orphans": 0, "bytes": 0, "repaired": 0, "dry_run": dry_run, "catalogs": []}
-    for cat_id in catalogs:
-        cat = project.catalog(cat_id)
-        if base_url:
-            cat_base = _check_base_url(base_url, "--base-url").rstrip("/") + "/" + cat_id + "/"
-        elif cat.publish.get("base_url"):
-            cat_base = _check_base_url(cat.publish["base_url"], f"catalogs/{cat_id}/catalog.yaml: publish.base_url")
-        else:
-            cat_base = None
-        store = open_store(target, cat_id, endpoint_url, concurrency)
-        plan = plan_catalog(project, cat_id, store, cat_base, force)
-        if stale is None:
-            stale = stale_units(project)
-        check_fresh(stale, cat_id)
-        check_base(project, plan, record, force)
-        check_guards(project, plan, allow_failures, allow_deletes)
-        if verify:
-            verify_catalog(plan, concurrency)
-        summary = {
-            "catalog": cat_id,
-            "target": store.url,
-            "uploaded": len(plan.uploads),
-            "unchanged": len(plan.carried),
-            "deleted": len(plan.deletes) if prune else 0,
-            "orphans": 0 if prune else len(plan.deletes),
-            "bytes": sum(e.size for e in plan.uploads),
-            "repaired": plan.repaired,
-            "warnings": plan.warnings,
-        }
-        if dry_run:
-            summary.update(upload_paths=[e.rel for e in plan.uploads], delete_paths=plan.deletes if prune else [], generation=(plan.remote or {}).get("generation"))
-        else:
-            doc = execute(project, plan, prune=prune, force=force, concurrency=concurrency, progress=progress)
-            summary.update(bytes=plan.sent_bytes, generation=doc.get("generation"), commit=doc.get("commit"))
-            record[cat_id] = {"generation": doc.get("generation")}
-            record_path.parent.mkdir(parents=True, exist_ok=True)
-            record_path.write_bytes(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
-        for k in ("uploaded", "unchanged", "deleted", "orphans", "bytes", "repaired"):
-            totals[k] += summary[k]
-        totals["catalogs"].append(summary)
-    return totals
-
-
-def format_summary(summary: dict) -> str:
-    lines = []
-    verb = "would upload" if summary["dry_run"] else "uploaded"
-    for s in summary["catalogs"]:
-        line = f"{s['catalog']} -> {s['target']}: {s['uploaded']:,} {verb} ({_size(s['bytes'])}), {s['unchanged']:,} unchanged, {s['deleted']:,} deleted"
-        if s["orphans"]:
-            line += f", {s['orphans']:,} removed from the build but left on the target (--prune deletes them)"
-        if s["repaired"]:
-            line += f", {s['repaired']:,} repaired"
-        if s.get("generation") is not None and not summary["dry_run"]:
-            line += f"; generation {s['generation']}" + (f" (commit {s['commit'][:12]})" if s.get("commit") else "")
-        lines.append(line)
-        for w in s["warnings"]:
-            lines.append(f"warning: {w}")
-        if summary["dry_run"]:
-            for label, paths in (("upload", s["upload_paths"]), ("delete", s["delete_paths"])):
-                lines += [f"  {label} {p}" for p in paths[:20]]
-                if len(paths) > 20:
-                    lines.append(f"  ... {len(paths) - 20:,} more to {label}")
-    return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-__all__ = ["CONTENT_TYPES", "classify", "format_summary", "render_absolute", "run_publish"]
