@@ -2,6 +2,7 @@
 
 Loading checks every key (unknown keys get a "did you mean"), every type and every required
 key, and reports ``file:line: key.path: message``. Everything downstream receives frozen specs.
+The keys themselves are in ``stacgit.catalog_yaml``.
 """
 
 from __future__ import annotations
@@ -17,113 +18,17 @@ import jmespath
 from stacgit import _spec as S
 from stacgit._yaml import Located, load_yaml
 from stacgit import sources
-from stacgit.columns import TYPES as COLUMN_TYPES, UNDECLARED
+from stacgit.columns import TYPES as COLUMN_TYPES
 from stacgit.errors import ConfigError
 from stacgit.hashing import FORMAT_VERSION, digest_obj
 from stacgit.patches import Patch, load_patches
+from stacgit.catalog_yaml import API_KEYS, CATALOG_NODE, DEFAULT_MAX_ITEMS, HTTP_JSON_KEYS, ITEM_PATHS, LINK, SPLIT_LEVELS
 
-SPLIT_LEVELS = ("year", "month", "day")
-ITEM_PATHS = ("{id}/{id}.json", "{id}.json")
-DEFAULT_MAX_ITEMS = 1000
+
 MAX_ID_BYTES = 200
-_RESERVED_IDS = {"catalog", "collection", "catalog.json", "collection.json", "manifest.json", "failed.ndjson", "pgstac", "changes", "parquet"}
-PARTITIONS = ("year", "month", "none")
-_GEOPARQUET = S.Node(
-    ("bool", "obj"),
-    fields={
-        "partition": S.Node("str", choices=PARTITIONS),
-        "columns": S.mapping(S.STR),
-        "undeclared": S.Node("str", choices=UNDECLARED),
-    },
-)
 
-_PROVIDER = S.obj(
-    {"name": S.STR, "description": S.STR, "roles": S.lst(S.STR), "url": S.STR},
-    required=("name",),
-)
-_LINK = S.obj({"rel": S.STR, "href": S.STR, "type": S.STR, "title": S.STR}, required=("rel", "href"))
-_LAYOUT = S.obj(
-    {
-        "max_items_per_catalog": S.INT,
-        "split": S.lst(S.Node("str", choices=SPLIT_LEVELS)),
-        "item_path": S.Node("str", choices=ITEM_PATHS),
-    }
-)
-API_KEYS = {
-    "url": S.STR,
-    "collection": S.STR,
-    "method": S.Node("str", choices=("auto", "GET", "POST")),
-    "datetime": S.STR,
-    "bbox": S.lst(S.NUMBER),
-    "intersects": S.obj({"type": S.STR, "coordinates": S.ANY}, required=("type", "coordinates")),
-    "ids": S.lst(S.STR),
-    "cql2": S.Node(("str", "obj")),
-    "query": S.mapping(S.ANY),
-    "page_size": S.INT,
-    "window": S.Node("str", choices=("year", "month", "day", "none")),
-    "max_window_items": S.INT,
-    "concurrency": S.INT,
-    "rate": S.NUMBER,
-    "timeout": S.NUMBER,
-    "retries": S.INT,
-    "backoff": S.NUMBER,
-    "max_pages": S.INT,
-    "headers": S.mapping(S.obj({"env": S.STR}, required=("env",))),
-    "profile": S.Node("str", choices=("cmr",)),
-    "numeric": S.lst(S.STR),
-    # http-json only
-    "records": S.STR,
-    "next": S.STR,
-    "params": S.mapping(S.ANY),
-    "key": S.STR,
-    "head": S.STR,
-}
-HTTP_JSON_KEYS = ("url", "records", "next", "params", "key", "head", "headers", "timeout", "retries", "backoff", "rate", "concurrency", "max_pages")
-_SOURCE = S.obj(
-    {
-        "type": S.Node("str", choices=("file", "stac-api", "http-json")),
-        "path": S.Node(("str", "list")),
-        "format": S.STR,  # a registered FileFormat (stacgit.sources)
-        "delimiter": S.STR,
-        **API_KEYS,
-    },
-    required=("type",),
-)
-_COLLECTION = S.obj(
-    {
-        "id": S.STR,
-        "title": S.STR,
-        "description": S.STR,
-        "license": S.STR,
-        "keywords": S.lst(S.STR),
-        "providers": S.lst(_PROVIDER),
-        "source": _SOURCE,
-        "mapping": S.STR,
-        "defaults": S.mapping(S.ANY),
-        "layout": _LAYOUT,
-        "extra_fields": S.mapping(S.ANY),
-        "links": S.lst(_LINK),
-        "extensions": S.lst(S.obj({"name": S.STR, "config": S.mapping(S.ANY)}, required=("name",))),
-        "validate": S.obj({"schemas": S.lst(S.STR)}),
-        "geoparquet": _GEOPARQUET,
-    },
-    required=("id", "description", "source"),
-)
-CATALOG_NODE = S.obj(
-    {
-        "id": S.STR,
-        "title": S.STR,
-        "description": S.STR,
-        "license": S.STR,
-        "links": S.Node(("map", "list")),
-        "publish": S.obj({"base_url": S.STR, "max_delete_share": S.NUMBER, "max_delete_items": S.INT}),
-        "layout": _LAYOUT,
-        "geoparquet": _GEOPARQUET,
-        "pgstac": S.BOOL,
-        "collections": S.lst(_COLLECTION),
-    },
-    required=("id", "description", "collections"),
-)
+
+_RESERVED_IDS = {"catalog", "collection", "catalog.json", "collection.json", "manifest.json", "failed.ndjson", "pgstac", "changes", "parquet"}
 
 
 def check_id(value: Any, what: str) -> str | None:
@@ -292,7 +197,7 @@ def _links(doc: Located, raw: Any) -> tuple[dict, ...]:
                 raise S.fail(doc, ("links", rel), "must be a URL string")
             out.append({"rel": rel, "href": href})
         return tuple(out)
-    S.check(doc, S.lst(_LINK), raw, ("links",))
+    S.check(doc, S.lst(LINK), raw, ("links",))
     return tuple(raw)
 
 
