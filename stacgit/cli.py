@@ -46,7 +46,8 @@ def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int 
     Invalid documents fail the build (exit 1) but stay written; with --strict, documents whose
     schema is unavailable fail it too."""
     from stacgit.checking import add_schema_dirs
-    from stacgit.runner import format_summary, run_build
+    from stacgit.engine.report import format_summary
+    from stacgit.runner import run_build
 
     try:
         add_schema_dirs(schema_dirs)

@@ -285,7 +285,7 @@ def plan_catalog(project: Project, catalog: str, store: Store, base_url: str | N
 
 
 def stale_units(project: Project) -> list:
-    from stacgit.runner import compute_status
+    from stacgit.engine.tasks import compute_status
 
     try:
         return compute_status(project)
