@@ -25,6 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
+ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import generate  # noqa: E402
@@ -125,6 +126,46 @@ barrier.wait(); t = time.monotonic()
 print(json.dumps({"seconds": time.monotonic() - t, "files": len(paths)}))
 '''
 
+FLOOR = r'''
+import json, os, sys, time
+from multiprocessing import Barrier, Process, Queue
+import jsonschema_rs, orjson
+from stacgit.schemas import SchemaStore
+from stacgit.validate import core_schema_url
+src, schema_dir, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(src) for f in fs if f.endswith('.json') and f != 'manifest.json')
+def work(part, barrier, out):
+    store = SchemaStore(dirs=[__import__('pathlib').Path(schema_dir)])
+    compiled = {}
+    def validator(url):
+        if url not in compiled:
+            compiled[url] = jsonschema_rs.validator_for(store.get(url), retriever=store.get, base_uri=url, validate_formats=False)
+        return compiled[url]
+    for p in part[:1]:  # compile the validators a build would have compiled, before the clock starts
+        doc = orjson.loads(open(p, 'rb').read())
+        for url in [core_schema_url(doc), *doc.get('stac_extensions', [])]:
+            validator(url)
+    barrier.wait()
+    invalid = 0
+    for p in part:
+        with open(p, 'rb') as f:
+            doc = orjson.loads(f.read())
+        for url in [core_schema_url(doc), *doc.get('stac_extensions', [])]:
+            if not validator(url).is_valid(doc):
+                invalid += 1
+    out.put(invalid)
+barrier, out = Barrier(jobs + 1), Queue()
+procs = [Process(target=work, args=(paths[i::jobs], barrier, out)) for i in range(jobs)]
+[p.start() for p in procs]
+barrier.wait(); t = time.monotonic()
+invalid = sum(out.get() for _ in procs)
+[p.join() for p in procs]
+print(json.dumps({"seconds": time.monotonic() - t, "files": len(paths), "invalid": invalid}))
+'''
+"""The validation floor: read, parse and validate every written document (core schema and each
+declared extension, jsonschema-rs validators compiled once per process) over all cores. A
+validating build cannot take less."""
+
 PYSTAC = r'''
 import json, os, sys, time
 import pystac
@@ -168,6 +209,7 @@ def bench_n(n: int, runs: int, jobs: int, pystac_ns: list[int]) -> dict:
         shutil.rmtree(repo)
     t = time.monotonic()
     generate.write_repo(repo, n, 8)
+    shutil.copytree(ROOT / "schemas", repo / "schemas")  # pinned, as a catalog repository does: validation is real
     print(f"[{n}] generated sources in {time.monotonic() - t:.1f}s", flush=True)
     res: dict = {"items": n, "jobs": jobs}
 
@@ -175,7 +217,7 @@ def bench_n(n: int, runs: int, jobs: int, pystac_ns: list[int]) -> dict:
         subprocess.run(["sync"])
         time.sleep(3)
 
-    full, rss, bare = [], [], []
+    full, rss, bare, floor = [], [], [], []
     for r in range(runs):
         # stacgit and the bare loop run alternately under the same conditions: old trees
         # deleted, dirty pages synced, a pause for the disk (ext4 with discard) to settle
@@ -184,6 +226,7 @@ def bench_n(n: int, runs: int, jobs: int, pystac_ns: list[int]) -> dict:
         settle()
         secs, peak, summary = stacgit_build(repo, jobs)
         assert summary["items"]["written"] == n, summary["items"]
+        assert summary["validation"]["schema_unavailable"] == 0 and summary["validation"]["invalid"] == 0, summary["validation"]
         full.append(secs)
         rss.append(peak)
         dst = WORK / f"bare{n}"
@@ -192,10 +235,16 @@ def bench_n(n: int, runs: int, jobs: int, pystac_ns: list[int]) -> dict:
         out = subprocess.run([sys.executable, "-c", BARE, str(repo / "build" / "bench"), str(dst), str(jobs)], capture_output=True, text=True, check=True)
         bare.append(json.loads(out.stdout)["seconds"])
         shutil.rmtree(dst, ignore_errors=True)
-        print(f"[{n}] full build {r + 1}: {secs:.1f}s, peak RSS {peak:.0f} MB; bare loop {bare[-1]:.1f}s", flush=True)
+        settle()
+        out = subprocess.run([sys.executable, "-c", FLOOR, str(repo / "build" / "bench"), str(repo / "schemas"), str(jobs)], capture_output=True, text=True, check=True)
+        checked = json.loads(out.stdout)
+        assert checked["invalid"] == 0, checked
+        floor.append(checked["seconds"])
+        print(f"[{n}] full build {r + 1}: {secs:.1f}s, peak RSS {peak:.0f} MB; bare loop {bare[-1]:.1f}s; validation floor {floor[-1]:.1f}s", flush=True)
     res["full_s"] = full
     res["full_peak_rss_mb"] = max(rss)
     res["bare_s"] = bare
+    res["floor_s"] = floor
 
     noop = []
     for r in range(runs):
@@ -249,12 +298,13 @@ def main() -> None:
     }
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"\n## {meta['date']} — {meta['machine']}, Python {meta['python']}, pystac {meta['versions']['pystac']}\n")
-    print("| N | full build | bare orjson loop | ratio | peak RSS | no-op | 3,000-record change | pystac (measured) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| N | full build | bare orjson loop | validation floor | floor (bare + validation) | ratio to floor | peak RSS | no-op | 3,000-record change | pystac (measured) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ps = ", ".join(f"{k}: {v:.1f}s" for k, v in r["pystac"].items()) or "-"
         print(
-            f"| {r['items']:,} | {median(r['full_s']):.1f}s | {median(r['bare_s']):.1f}s | {median(r['full_s']) / median(r['bare_s']):.2f}x "
+            f"| {r['items']:,} | {median(r['full_s']):.1f}s | {median(r['bare_s']):.1f}s | {median(r['floor_s']):.1f}s "
+            f"| {median(r['bare_s']) + median(r['floor_s']):.1f}s | {median(r['full_s']) / (median(r['bare_s']) + median(r['floor_s'])):.2f}x "
             f"| {r['full_peak_rss_mb']:.0f} MB | {median(r['noop_s']):.2f}s | {median(r['change_s']):.2f}s | {ps} |"
         )
 
