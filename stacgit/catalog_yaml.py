@@ -112,6 +112,7 @@ _COLLECTION = S.obj(
         "extensions": S.lst(S.obj({"name": S.STR, "config": S.mapping(S.ANY)}, required=("name",))),
         "validate": S.obj({"schemas": S.lst(S.STR)}),
         "geoparquet": _GEOPARQUET,
+        "outputs": S.lst(S.STR),
     },
     required=("id", "description", "source"),
 )

@@ -87,6 +87,7 @@ class CollectionSpec:
     validate_schemas: tuple[str, ...] = ()  # extra schema URLs or repo-relative paths
     geoparquet: dict | None = None  # {partition, columns, undeclared}; None: no GeoParquet
     pgstac: bool = True
+    outputs: tuple[str, ...] = ()  # further export formats (stacgit.exports.formats)
     source_doc: Located | None = field(default=None, compare=False, repr=False)  # catalog.yaml, for error lines
 
     @property
@@ -105,7 +106,9 @@ class CollectionSpec:
 
     def export_digest(self) -> str:
         """Everything besides item files that decides the GeoParquet and pgstac outputs."""
-        return digest_obj([FORMAT_VERSION, self.geoparquet, self.pgstac])
+        from stacgit import output_formats as formats
+
+        return digest_obj([FORMAT_VERSION, self.geoparquet, self.pgstac, [(n, formats.get(n).version) for n in self.outputs]])
 
     @property
     def extensions_keypath(self) -> tuple:
@@ -276,6 +279,7 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
                 validate_schemas=tuple(_schema_refs(root, doc, (c.get("validate") or {}).get("schemas") or [], kp + ("validate", "schemas"))),
                 geoparquet=gp,
                 pgstac=bool(data.get("pgstac", True)),
+                outputs=_outputs(doc, c, kp, {x.get("id") for x in data["collections"] if isinstance(x, dict)}),
                 source_doc=doc,
             )
         )
@@ -292,6 +296,21 @@ def load_catalog(root: Path, yaml_file: Path) -> CatalogSpec:
         publish=dict(data.get("publish") or {}),
         collections=tuple(collections),
     )
+
+
+def _outputs(doc: Located, coll: dict, kp: tuple, collection_ids: set) -> tuple[str, ...]:
+    """The further export formats a collection asks for: registered, and not named like a
+    collection of the catalog (their files go under ``build/<catalog>/<name>/``)."""
+    from stacgit import output_formats as formats
+
+    names = tuple(coll.get("outputs") or ())
+    for i, name in enumerate(names):
+        if name not in formats.names():
+            known = formats.names()
+            raise S.fail(doc, kp + ("outputs", i), f"unknown output format {name!r}{S.did_you_mean(name, known)} (one of {', '.join(known) or 'none registered'})")
+        if name in collection_ids or name in _RESERVED_IDS:
+            raise S.fail(doc, kp + ("outputs", i), f"output format {name!r} has the name of a collection or of a file the build writes")
+    return names
 
 
 def _geoparquet(doc: Located, cat_raw: Any, coll_raw: Any, kp: tuple, passthrough: bool) -> dict | None:

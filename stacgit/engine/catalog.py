@@ -19,6 +19,7 @@ from stacgit.writers import AtomicWriter, link, render_catalog, same_content
 from stacgit.engine.items import (
     patch_location, recover_pending,
 )
+from stacgit.exports.further import further_outputs, remove as remove_further
 from stacgit.engine.manifest import fragment_path, fragments_dir, manifest_parts
 
 
@@ -39,6 +40,8 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
         shutil.rmtree(out_dir / cid, ignore_errors=True)
         shutil.rmtree(out_dir / "pgstac" / cid, ignore_errors=True)
         shutil.rmtree(pieces_root(project, cat.id) / cid, ignore_errors=True)
+        for rel in further_outputs(con, (cat.id, cid)):
+            remove_further(out_dir, rel)
         caches = [r[0] for r in con.execute("SELECT cache_file FROM shards WHERE catalog=? AND collection=?", (cat.id, cid))]
         with st.Transaction(con):
             for table in st.COLLECTION_TABLES:

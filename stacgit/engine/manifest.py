@@ -179,6 +179,8 @@ def manifest_parts(project: Project, con, cat: CatalogSpec, root_entry: tuple[st
         parquet = {path: (sha, size) for path, sha, size in st.outputs_under(con, cat.id, f"{c.id}/parquet/", c.id, parquet=True)}
         pieces.append(((c.id + "/").encode(), fragment_parts(data, parquet) if parquet else [data]))
     pieces.append((b"pgstac/", [_entries(st.outputs_under(con, cat.id, "pgstac/"))]))
+    for name in sorted({n for c in cat.collections for n in c.outputs}):  # further export formats, in their folders
+        pieces.append(((name + "/").encode(), [_entries(st.outputs_under(con, cat.id, name + "/"))]))
     pieces.sort(key=lambda p: p[0])
     body: list = [part for _, parts in pieces for part in parts if len(part)]
     body[-1] = memoryview(body[-1])[:-1]  # no comma after the last entry (catalog.json's, at least)

@@ -23,6 +23,7 @@ from stacgit.exports.changes import (
     collection_input, convert_changed, counts_agree, find_changes, insert_rows, member_rows, partition_segments, piece_growth,
     read_known_parts, read_old_keys, read_piece_sizes,
 )
+from stacgit.exports.further import write_further
 from stacgit.exports.geoparquet import Drift, OldPartition, Prepared, collection_doc_for_metadata, json_schema
 from stacgit.exports.partition import Member, write_partition
 from stacgit.exports.pgstac import IN_PLACE_LIMIT, Piece, Stale, piece_dirs, piece_path, pieces_dir
@@ -231,6 +232,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
 
     _tidy_pieces(project, coll, parts)
     current = {piece_path(coll, part) for part in parts} if coll.pgstac else set()
+    further, further_gone = write_further(con, coll, out_dir, tmp_dir, parts, dirty, replaced)
 
     with st.Transaction(con):
         for part in deleted_parts:
@@ -254,6 +256,9 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
                 con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, piece_path(coll, part), coll.id, None, "pgstac", None, sha, size, None))
         for rel in read_piece_sizes(con, coll).keys() - current:  # deleted partitions, an earlier layout, pgstac turned off
             con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, rel))
+        for rel, sha, size, name in further:
+            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, rel, coll.id, None, name, None, sha, size, None))
+        con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(cat_id, rel) for rel in further_gone])
         con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
         con.execute("DELETE FROM export_queue WHERE catalog=? AND collection=?", key)
     shutil.rmtree(marks, ignore_errors=True)  # the state describes the pieces rewritten in place

@@ -11,6 +11,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 
+from stacgit import output_formats
 from stacgit import gitinfo
 from stacgit.errors import ConfigError, PublishError, StacgitError, StalePublishError
 from stacgit.hashing import pretty_json, sha256_bytes
@@ -87,6 +88,9 @@ def classify(rel: str) -> FileClass:
         return _PARQUET
     if name.endswith(".ndjson"):
         return _PGSTAC
+    further = output_formats.for_path(rel)
+    if further is not None:
+        return FileClass(further.media_type, MEDIUM, 0, False)
     raise PublishError(f"{rel}: no content type for this kind of file (stacgit does not guess one)")
 
 

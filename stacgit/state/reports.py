@@ -12,3 +12,8 @@ import orjson
 def save_report(con: sqlite3.Connection, run_id: str, unit: str, report: dict) -> None:
     if run_id:
         con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps(report).decode()))
+
+
+def read_reports(con: sqlite3.Connection) -> dict[str, dict]:
+    """Unit -> report, of every run the store remembers."""
+    return {unit: orjson.loads(data) for unit, data in con.execute("SELECT unit, data FROM reports")}

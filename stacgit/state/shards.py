@@ -69,3 +69,8 @@ def save(
         con.executemany("INSERT OR IGNORE INTO signatures VALUES (?,?)", signatures.items())
         con.execute("INSERT OR REPLACE INTO shards VALUES (?,?,?,?,?,?,?,?,?,?,?)", (*where, *shard_row))
         save_report(con, run_id, f"build:{where[0]}/{where[1]}/{where[2]}", report)
+
+
+def cache_live_bytes(con: sqlite3.Connection) -> dict[str, int]:
+    """Body cache file -> bytes of the bodies its records still point at."""
+    return dict(con.execute("SELECT s.cache_file, SUM(r.cache_len) FROM records r JOIN shards s USING (catalog, collection, shard) GROUP BY s.cache_file"))

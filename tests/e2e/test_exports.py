@@ -274,14 +274,14 @@ def test_exports_read_the_queue_and_notice_what_it_missed(repo):
     """Writing or deleting an item's output queues it (a trigger on ``outputs``); the export
     compares only the queued items and empties the queue when it commits. When the counts show
     the queue missed an item, it compares every item."""
-    import sqlite3
-
     from stacgit import exports
+    from stacgit import state as st
     from stacgit.project import Project
+    from stacgit.state import outputs, queues
 
     build(repo)
-    db = repo / ".stacgit" / "state.sqlite3"
-    queued = lambda: sqlite3.connect(db).execute("SELECT COUNT(*) FROM export_queue").fetchone()[0]  # noqa: E731
+    con = st.connect(repo / ".stacgit")
+    queued = lambda: queues.queued(con, "export_queue")  # noqa: E731
     assert queued() == 0
     lines = (repo / CSV).read_text().splitlines(keepends=True)
     target = lines[5].split(",")[0]
@@ -289,8 +289,7 @@ def test_exports_read_the_queue_and_notice_what_it_missed(repo):
     (repo / CSV).write_text("".join(lines))
     assert build(repo).json["exports"] == {"partitions_written": 1, "partitions_deleted": 0}
     assert queued() == 0
-    with sqlite3.connect(db) as con:  # exported rows with the queue's the only way to see a change
-        con.execute("INSERT INTO export_queue VALUES ('shift', 'aviris-ng-l2a', ?)", (target,))
+    queues.enqueue_export(con, "shift", "aviris-ng-l2a", target)  # queued, but not changed
     project = Project.load(repo)
     coll = project.catalogs["shift"].collections[0]
     assert exports.export_collection(project, coll)["items_changed"] == 0  # queued, but the same
@@ -298,13 +297,12 @@ def test_exports_read_the_queue_and_notice_what_it_missed(repo):
     # the export state lost an item and the queue does not say so: the counts differ
     piece = repo / "build/shift/pgstac/aviris-ng-l2a" / f"{target[3:7]}-{target[7:9]}.ndjson"
     whole = piece.read_bytes()
-    with sqlite3.connect(db) as con:
-        con.execute("DELETE FROM exported WHERE catalog='shift' AND item_id=?", (target,))
+    outputs.forget_exported(con, "shift", target)
     piece.write_bytes(b"".join(l for l in whole.splitlines(keepends=True) if target.encode() not in l))
     report = exports.export_collection(project, coll)
     assert report["items_changed"] == 1 and report["partitions_written"] == 1
     assert piece.read_bytes() == whole
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM exported WHERE item_id=?", (target,)).fetchone()[0] == 1
+    assert outputs.exported_count(con, target) == 1
     assert build(repo).json["exports"] == {"partitions_written": 0, "partitions_deleted": 0}  # up to date: no export ran
 
 
@@ -381,9 +379,8 @@ def test_pgstac_ndjson_is_loadable(repo):
 
 
 def test_pgstac_pieces_follow_the_partitions_and_the_setting(repo):
-    """A change rewrites only its partition's piece; a stale file in the pgstac folder (an
-    earlier stacgit's single items.ndjson) goes; ``pgstac: false`` takes the pieces out of the
-    build and the manifest, and turning it on again brings them back."""
+    """A change rewrites only its partition's piece; ``pgstac: false`` takes the pieces out of
+    the build and the manifest, and turning it on again brings them back."""
     build(repo)
     pg = repo / "build" / "shift" / "pgstac" / "aviris-ng-l2a"
     before = {p.name: p.read_bytes() for p in pg.iterdir()}
@@ -392,18 +389,11 @@ def test_pgstac_pieces_follow_the_partitions_and_the_setting(repo):
     i = next(i for i, l in enumerate(lines) if l.startswith("ang202205"))
     lines[i] = lines[i].replace(",good", ",fair") if ",good" in lines[i] else lines[i].replace(",fair", ",good")
     (repo / CSV).write_text("".join(lines))
-    (pg / "items.ndjson").write_bytes(b"{}\n")
-    # what the earlier layout left: the collection's single file, listed in the build state
-    import sqlite3
-
-    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
-        con.execute("INSERT INTO outputs VALUES ('shift', 'pgstac/aviris-ng-l2a/items.ndjson', 'aviris-ng-l2a', NULL, 'pgstac', NULL, 'x', 3, NULL)")
     build(repo)
     after = {p.name: p.read_bytes() for p in pg.iterdir()}
     assert set(after) == set(before)
     assert [n for n in sorted(after) if after[n] != before[n]] == ["2022-05.ndjson"]
     manifest = orjson.loads((repo / "build" / "shift" / "manifest.json").read_bytes())["files"]
-    assert "pgstac/aviris-ng-l2a/items.ndjson" not in manifest
     assert manifest["pgstac/aviris-ng-l2a/2022-05.ndjson"]["sha256"] == hashlib.sha256(after["2022-05.ndjson"]).hexdigest()
 
     cfg = repo / "catalogs" / "shift" / "catalog.yaml"

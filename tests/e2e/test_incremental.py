@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from conftest import add_synthetic, stacgit, tree
+from stacgit import state as st
+from stacgit.state import outputs, queues, shards
 
 SRC = "catalogs/synthetic/sources"
 
@@ -71,9 +72,7 @@ def test_many_edit_rounds_equal_a_clean_build(tmp_path, monkeypatch):
     caches = list((repo / ".stacgit" / "cache" / "synthetic").iterdir())
     assert len(caches) == len(_files(repo))
     # appends leave dead bytes behind; compaction keeps them bounded
-    con = sqlite3.connect(repo / ".stacgit" / "state.sqlite3")
-    live = dict(con.execute("SELECT s.cache_file, SUM(r.cache_len) FROM records r JOIN shards s USING (catalog, collection, shard) GROUP BY s.cache_file"))
-    con.close()
+    live = shards.cache_live_bytes(st.connect(repo / ".stacgit"))
     assert all(c.stat().st_size <= 2 * live[c.name] + 8192 for c in caches)
 
 
@@ -139,9 +138,8 @@ def test_collection_tasks_read_the_item_queue_and_notice_what_it_missed(tmp_path
 
     repo = copy_examples(tmp_path / "repo")
     build(repo)
-    db = repo / ".stacgit/state.sqlite3"
-    with sqlite3.connect(db) as con:
-        assert con.execute("SELECT COUNT(*) FROM item_queue").fetchone()[0] == 0
+    con = st.connect(repo / ".stacgit")
+    assert queues.queued(con, "item_queue") == 0
     csv = repo / "catalogs/shift/sources/flightlines.csv"
     lines = csv.read_text().splitlines(keepends=True)
     changed, removed = lines[3].split(",")[0], lines[4].split(",")[0]
@@ -150,17 +148,15 @@ def test_collection_tasks_read_the_item_queue_and_notice_what_it_missed(tmp_path
     csv.write_text("".join(lines))
     res = build(repo)
     assert (res["items"]["written"], res["items"]["deleted"]) == (1, 1)
-    with sqlite3.connect(db) as con:
-        assert con.execute("SELECT COUNT(*) FROM item_queue").fetchone()[0] == 0
-        assert con.execute("SELECT COUNT(*) FROM outputs WHERE item_id=?", (removed,)).fetchone()[0] == 0
-        # an item's output row lost without a queue entry (the build thinks its file was never written)
-        path = con.execute("SELECT path FROM outputs WHERE catalog='shift' AND item_id=?", (changed,)).fetchone()[0]
-        con.execute("DELETE FROM outputs WHERE catalog='shift' AND item_id=?", (changed,))
+    assert queues.queued(con, "item_queue") == 0
+    assert outputs.item_output(con, "shift", removed) is None
+    # an item's output row lost without a queue entry (the build thinks its file was never written)
+    path = outputs.item_output(con, "shift", changed)
+    outputs.forget_item_output(con, "shift", changed)
     before = (repo / "build/shift" / path).read_bytes()
     (repo / "build/shift" / path).unlink()
     csv.write_text(csv.read_text().replace(",good,", ",fair,", 1))  # another change, so the collection task runs
     res = build(repo)
     assert res["items"]["written"] == 2  # the edited one, and the lost one found through the counts
     assert (repo / "build/shift" / path).read_bytes() == before
-    with sqlite3.connect(db) as con:
-        assert con.execute("SELECT COUNT(*) FROM outputs WHERE catalog='shift' AND item_id=?", (changed,)).fetchone()[0] == 1
+    assert outputs.item_output(con, "shift", changed) == path

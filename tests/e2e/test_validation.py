@@ -185,33 +185,27 @@ def test_third_party_extension_package(tmp_path, schema_mirror, repo):
 
 
 def test_validation_in_pages_gives_the_same_verdicts(repo, schema_mirror, monkeypatch):
-    import sqlite3
-
+    from stacgit import state as st
     from stacgit import verdicts as verdicts_module
+    from stacgit.state import outputs, queues
 
     rules = repo / "schemas/usgs.gov/3dep/tile-rules.json"
     rules.write_text(rules.read_text().replace('"QL 0", "QL 1", "QL 2", "QL 3"', '"QL 0", "QL 1"'))  # some items invalid
     built = stacgit(repo, "build", "-j", "1", "--json")
     assert built.exit_code == 1 and built.json["validation"]["invalid"] > 0
-    db = repo / ".stacgit/state.sqlite3"
-
-    def verdicts() -> list[tuple]:
-        with sqlite3.connect(db) as con:
-            return con.execute("SELECT path, sha256, set_id, status, detail FROM verdicts ORDER BY path").fetchall()
-
-    whole, report = verdicts(), stacgit(repo, "validate", "--json").json
+    con = st.connect(repo / ".stacgit")
+    whole, report = outputs.verdicts(con), stacgit(repo, "validate", "--json").json
     assert len(whole) == built.json["validation"]["validated"] > 8
-    with sqlite3.connect(db) as con:  # forget every verdict, and queue every document again
-        con.execute("DELETE FROM verdicts")
-        con.execute("INSERT INTO unvalidated SELECT catalog, path FROM outputs WHERE kind IN ('item', 'catalog', 'root')")
+    queues.requeue_validation(con)  # forget every verdict, and queue every document again
     monkeypatch.setattr(verdicts_module, "PAGE", 4)  # many pages, each committed on its own
     paged = stacgit(repo, "validate", "--json")
     assert paged.exit_code == 1 and paged.json == report
-    assert verdicts() == whole
+    assert outputs.verdicts(con) == whole
 
 
 def test_verdicts_of_removed_outputs_are_dropped(repo, schema_mirror):
-    import sqlite3
+    from stacgit import state as st
+    from stacgit.state import outputs
 
     build(repo)
     csv = repo / CSV
@@ -219,16 +213,16 @@ def test_verdicts_of_removed_outputs_are_dropped(repo, schema_mirror):
     gone = lines[4].split(",")[0]
     csv.write_text("".join(lines[:4] + lines[5:]))
     build(repo)
-    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
-        verdicts = [r[0] for r in con.execute("SELECT path FROM verdicts ORDER BY path")]
-        outputs = [r[0] for r in con.execute("SELECT path FROM outputs WHERE kind IN ('item', 'catalog', 'root') ORDER BY path")]
-    assert verdicts == outputs and not any(gone in p for p in verdicts)
+    con = st.connect(repo / ".stacgit")
+    verdicts = [v[0] for v in outputs.verdicts(con)]
+    assert verdicts == outputs.document_paths(con) and not any(gone in p for p in verdicts)
 
 
 def test_collection_tasks_validate_what_they_wrote(repo, schema_mirror):
     """Documents are validated in the collection task that wrote them (collection tasks run
     beside each other); the catalog task, which runs alone after them, is left the root."""
-    import sqlite3
+    from stacgit import state as st
+    from stacgit.state import queues, reports
 
     build(repo)
     csv = repo / CSV
@@ -236,10 +230,9 @@ def test_collection_tasks_validate_what_they_wrote(repo, schema_mirror):
     lines[3] = lines[3].replace(",good,", ",fair,") if ",good," in lines[3] else lines[3].replace(",fair,", ",good,")
     csv.write_text("".join(lines))
     summary = build(repo)
-    with sqlite3.connect(repo / ".stacgit/state.sqlite3") as con:
-        reports = {unit: json.loads(data) for unit, data in con.execute("SELECT unit, data FROM reports")}
-        queued = con.execute("SELECT COUNT(*) FROM unvalidated").fetchone()[0]
-    by_collection = {u: r["validation"]["validated"] for u, r in reports.items() if u.startswith("collection:")}
+    con = st.connect(repo / ".stacgit")
+    saved = reports.read_reports(con)
+    by_collection = {u: r["validation"]["validated"] for u, r in saved.items() if u.startswith("collection:")}
     assert by_collection == {"collection:shift/aviris-ng-l2a": summary["validation"]["validated"]} and summary["validation"]["validated"] >= 1
-    assert reports["catalog:shift"]["validation"]["validated"] == 0
-    assert queued == 0
+    assert saved["catalog:shift"]["validation"]["validated"] == 0
+    assert queues.queued(con, "unvalidated") == 0

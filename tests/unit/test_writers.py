@@ -71,7 +71,7 @@ def test_manifest_from_fragments_equals_pretty_json_of_the_dict(tmp_path):
     rows += [("t", f"pgstac/{c}/{y}.ndjson", c, None, "pgstac", None, f"{rng.getrandbits(256):064x}", rng.randrange(10**6), None) for c in colls[1::2] for y in (2021, 2022)]
     con.executemany("INSERT INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", rows)
     con.executemany("INSERT INTO aggregates VALUES (?,?,?,?,?,?)", [("t", c, "d", None, None, None) for c in colls])
-    cat = SimpleNamespace(id="t", collections=[SimpleNamespace(id=c) for c in colls])
+    cat = SimpleNamespace(id="t", collections=[SimpleNamespace(id=c, outputs=()) for c in colls])
     root = ("f" * 64, 123)
     files = {r[1]: {"sha256": r[6], "size": r[7]} for r in rows}
     files["catalog.json"] = {"sha256": root[0], "size": root[1]}

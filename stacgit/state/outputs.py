@@ -1,0 +1,42 @@
+"""What the build wrote (``outputs``), what its exports hold (``exported``) and what it validated
+(``verdicts``), as callers outside the engine read them."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from stacgit.state.store import STAC_KINDS
+
+
+def document_paths(con: sqlite3.Connection) -> list[str]:
+    """Paths of every STAC document written (items, catalogs, the root), in order."""
+    return [r[0] for r in con.execute(f"SELECT path FROM outputs WHERE kind IN {STAC_KINDS} ORDER BY path")]
+
+
+def item_output(con: sqlite3.Connection, catalog: str, item_id: str) -> str | None:
+    """The path of an item's file, or None."""
+    row = con.execute("SELECT path FROM outputs WHERE catalog=? AND item_id=? AND kind='item'", (catalog, item_id)).fetchone()
+    return row[0] if row else None
+
+
+def first_item_output(con: sqlite3.Connection, catalog: str) -> tuple[str, str]:
+    """(item id, path) of a catalog's first item, in id order."""
+    return con.execute("SELECT item_id, path FROM outputs WHERE catalog=? AND kind='item' ORDER BY item_id LIMIT 1", (catalog,)).fetchone()
+
+
+def forget_item_output(con: sqlite3.Connection, catalog: str, item_id: str) -> None:
+    """Drop an item's output row, as a lost row would be lost."""
+    con.execute("DELETE FROM outputs WHERE catalog=? AND item_id=?", (catalog, item_id))
+
+
+def exported_count(con: sqlite3.Connection, item_id: str) -> int:
+    return con.execute("SELECT COUNT(*) FROM exported WHERE item_id=?", (item_id,)).fetchone()[0]
+
+
+def forget_exported(con: sqlite3.Connection, catalog: str, item_id: str) -> None:
+    con.execute("DELETE FROM exported WHERE catalog=? AND item_id=?", (catalog, item_id))
+
+
+def verdicts(con: sqlite3.Connection) -> list[tuple]:
+    """(path, sha256, schema set, status, detail) of every stored verdict, by path."""
+    return con.execute("SELECT path, sha256, set_id, status, detail FROM verdicts ORDER BY path").fetchall()
