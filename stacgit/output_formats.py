@@ -11,10 +11,9 @@ reuses the unchanged rows of the previous files (``stacgit.exports.partition``).
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import BinaryIO, ClassVar, Iterator
 
-from stacgit.errors import ConfigError
+from stacgit._registry import Registry
 
 ENTRY_POINT_GROUP = "stacgit.outputs"
 
@@ -34,47 +33,14 @@ class OutputFormat:
         raise NotImplementedError
 
 
-_FORMATS: dict[str, OutputFormat] = {}
-_PLUGINS_LOADED = False
-
-
-def register(cls: type[OutputFormat]) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, OutputFormat) and cls.name and cls.suffix and cls.media_type):
-        raise TypeError(f"{cls!r} is not a stacgit OutputFormat subclass with a name, suffix and media type")
-    _FORMATS[cls.name] = cls()
-
-
-def _load_plugins() -> None:
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _FORMATS:
-            try:
-                register(ep.load())
-            except Exception as exc:  # a broken plugin must not take stacgit down with a traceback
-                raise ConfigError(f"output format '{ep.name}' ({ep.value}) failed to load: {type(exc).__name__}: {exc}") from None
-
-
-def names() -> list[str]:
-    _load_plugins()
-    return sorted(_FORMATS)
-
-
-def get(name: str) -> OutputFormat:
-    if name not in _FORMATS:
-        _load_plugins()
-    try:
-        return _FORMATS[name]
-    except KeyError:
-        raise ConfigError(f"unknown output format {name!r} (one of {', '.join(names()) or 'none registered'})") from None
+_REGISTRY: Registry[OutputFormat] = Registry("output format", ENTRY_POINT_GROUP, OutputFormat, ("name", "suffix", "media_type"))
+register, names, get = _REGISTRY.register, _REGISTRY.names, _REGISTRY.get
 
 
 def for_path(rel: str) -> OutputFormat | None:
     """The registered format a built file belongs to (``<name>/<collection>/<partition><suffix>``)."""
     head = rel.split("/", 1)[0]
-    fmt = _FORMATS.get(head)
+    fmt = _REGISTRY.find(head)
     return fmt if fmt is not None and rel.endswith(fmt.suffix) else None
 
 

@@ -10,63 +10,25 @@ collection names it or a file's suffix is no built-in one. ``iter_records`` and
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from typing import Iterator
 
-from stacgit.errors import ConfigError, SourceError
+from stacgit._registry import Registry
+from stacgit.errors import SourceError
 from stacgit.sources.base import LAZY, FileFormat, RecordError
 from stacgit.sources.files import BUILTIN, parse_lazy
 
 ENTRY_POINT_GROUP = "stacgit.formats"
 
-_FORMATS: dict[str, FileFormat] = {cls.name: cls() for cls in BUILTIN}
-_PLUGINS_LOADED = False
-
-
-def register(cls: type[FileFormat]) -> None:
-    """Make a format available in this process (a plugin package uses the entry point)."""
-    if not (isinstance(cls, type) and issubclass(cls, FileFormat) and cls.name):
-        raise TypeError(f"{cls!r} is not a stacgit.sources.FileFormat subclass with a name")
-    _FORMATS[cls.name] = cls()
-
-
-def _load_plugins() -> None:
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _FORMATS:
-            continue
-        try:
-            cls = ep.load()
-            register(cls)
-        except Exception as exc:  # a broken plugin must not take stacgit down with a traceback
-            raise ConfigError(f"source format '{ep.name}' ({ep.value}) failed to load: {type(exc).__name__}: {exc}") from None
-
-
-def format_names() -> list[str]:
-    _load_plugins()
-    return sorted(_FORMATS)
-
-
-def get_format(name: str) -> FileFormat:
-    if name not in _FORMATS:
-        _load_plugins()
-    fmt = _FORMATS.get(name)
-    if fmt is None:
-        raise ConfigError(f"unknown source format {name!r} (one of {', '.join(format_names())})")
-    return fmt
+_REGISTRY: Registry[FileFormat] = Registry("source format", ENTRY_POINT_GROUP, FileFormat, builtin=BUILTIN)
+register, format_names, get_format = _REGISTRY.register, _REGISTRY.names, _REGISTRY.get
 
 
 def format_for(path: str) -> str | None:
     """The format a file's name tells (its suffix), or None."""
     name = path.lower()
-    for loaded in (False, True):
-        if loaded:
-            _load_plugins()
-        for fmt in _FORMATS.values():
+    for with_plugins in (False, True):
+        for fmt in _REGISTRY.loaded(with_plugins):
             if name.endswith(fmt.suffixes):
                 return fmt.name
     return None
