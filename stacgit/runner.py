@@ -14,6 +14,7 @@ from pathlib import Path
 from stacgit import engine
 from stacgit import gitinfo
 from stacgit import state as st
+from stacgit.state import reports
 from stacgit.errors import BuildError
 from stacgit.project import Project
 from stacgit.engine.report import BuildReport, summarize
@@ -113,12 +114,11 @@ def _catalogs_after_failures(project: Project, run_id: str, failures: list[tuple
     failed would keep no root (on a first build) or an old one while its other collections
     were built. Its catalog step runs here instead, linking the collections that exist."""
     con = st.connect(project.state_dir)
-    failed = {u for u, _ in failures} | {r[0] for r in con.execute("SELECT unit FROM reports WHERE run_id=? AND data LIKE '{\"error\"%'", (run_id,))}
+    failed = {u for u, _ in failures} | reports.failed_units(con, run_id)
     for cat_id in sorted(project.catalogs):
         if selection.catalogs is not None and cat_id not in selection.catalogs:
             continue
-        ran = con.execute("SELECT 1 FROM reports WHERE run_id=? AND unit=?", (run_id, f"catalog:{cat_id}")).fetchone()
-        if ran is None and any(u.startswith(f"build:{cat_id}/") for u in failed):  # a source that could not be read
+        if not reports.unit_ran(con, run_id, f"catalog:{cat_id}") and any(u.startswith(f"build:{cat_id}/") for u in failed):  # a source that could not be read
             run_catalog(str(project.root), cat_id, dataclasses.asdict(options))
 
 

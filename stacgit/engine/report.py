@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import orjson
 
 from stacgit import exports, gitinfo
 from stacgit.engine.items import patch_location, patch_reason
 from stacgit.engine.shard import failure_message, location
 from stacgit import state as st
+from stacgit.state import reports
 from stacgit.project import Project
 from stacgit.validate import Report
 from stacgit.verdicts import stored_report
@@ -72,8 +72,7 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     files_written = files_deleted = 0
     export_totals = {"partitions_written": 0, "partitions_deleted": 0}
     errors: list[dict] = []
-    for unit, data in con.execute("SELECT unit, data FROM reports WHERE run_id=? ORDER BY unit", (run_id,)):
-        rep = orjson.loads(data)
+    for unit, rep in reports.run_reports(con, run_id):
         if "error" in rep:
             errors.append({"unit": unit, "message": rep["error"]})
             continue
@@ -95,21 +94,18 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     for unit, msg in failures:
         if unit not in seen:
             errors.append({"unit": unit, "message": msg})
-    n_items = con.execute("SELECT COUNT(*) FROM outputs WHERE item_id IS NOT NULL").fetchone()[0]  # items only: an index scan
-    totals["failed"] = con.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
-    totals["failed"] += con.execute("SELECT COUNT(*) FROM patch_failures").fetchone()[0]
+    counts = reports.item_counts(con)
+    n_items = sum(counts.values())
+    totals["failed"] = reports.failure_count(con)
     failed_records = [
         {"collection": f"{c}/{coll}", "location": location(s, loc), "field": f, "reason": r}
-        for c, coll, s, loc, f, r in con.execute("SELECT catalog, collection, shard, loc, field, reason FROM failures ORDER BY catalog, collection, shard, rowid LIMIT 20")
+        for c, coll, s, loc, f, r in reports.first_failures(con, 20)
     ]
     failed_records += [
         {"collection": f"{c}/{coll}", "location": patch_location(key, op), "field": "patch", "reason": patch_reason(item_id, reason)}
-        for c, coll, key, op, item_id, reason in con.execute(
-            "SELECT catalog, collection, patch_key, op_index, item_id, reason FROM patch_failures ORDER BY catalog, collection, patch_key, item_id LIMIT 20"
-        )
+        for c, coll, key, op, item_id, reason in reports.first_patch_failures(con, 20)
     ]
-    patches, warnings = _patch_audit(project, con)
-    counts = {(c, coll): n for c, coll, n in con.execute("SELECT catalog, collection, COUNT(*) FROM outputs WHERE item_id IS NOT NULL GROUP BY 1, 2")}
+    patches, warnings = _patch_audit(project, con, counts)
     warnings += [
         f"collection {coll.key} has no items: its source has no records (an emptied file?); publish refuses to delete its published items without --allow-deletes"
         for coll in project.iter_collections()
@@ -147,8 +143,7 @@ def _validation_summary(con, run_id: str) -> dict:
     error groups of the documents that are not valid (largest first, 5 of them)."""
     stored = _verdict_summary(con)
     validated = warnings = 0
-    for (data,) in con.execute("SELECT data FROM reports WHERE run_id=? AND (unit LIKE 'catalog:%' OR unit LIKE 'collection:%')", (run_id,)):
-        rep = orjson.loads(data)
+    for _, rep in reports.run_reports(con, run_id, ("catalog:", "collection:")):
         validated += rep.get("validation", {}).get("validated", 0)
         warnings += sum(g["count"] for g in rep.get("validation_report", {}).get("warnings", []))
     return {"validated": validated, **{k: stored[k] for k in ("valid", "invalid", "schema_unavailable")}, "warnings_this_run": warnings,
@@ -158,19 +153,13 @@ def _validation_summary(con, run_id: str) -> dict:
 def _verdict_summary(con) -> dict:
     """Totals and error groups of the stored verdicts; kept in ``meta`` with the verdicts'
     change count, and read again only when that count moved (a no-op build reads nothing)."""
-    count = con.execute("SELECT value FROM meta WHERE key='verdicts_changed'").fetchone()
-    saved = con.execute("SELECT value FROM meta WHERE key='verdicts_summary'").fetchone()
-    if count is not None and saved is not None:
-        summary = orjson.loads(saved[0])
-        if summary.pop("at") == count[0]:
-            return summary
-    totals: dict[str, int] = {}
-    for _, status, n in con.execute("SELECT catalog, status, COUNT(*) FROM verdicts GROUP BY catalog, status"):  # index order
-        totals[status] = totals.get(status, 0) + n
+    count, saved = reports.saved_verdict_summary(con)
+    if saved is not None:
+        return saved
+    totals = reports.verdict_totals(con)
     report = Report()
     if totals.get("invalid") or totals.get("schema_unavailable"):
-        catalogs = [r[0] for r in con.execute("SELECT DISTINCT catalog FROM verdicts WHERE status != 'valid' ORDER BY catalog")]
-        report = stored_report(con, catalogs, lambda c: f"build/{c}", failing_only=True, limit=100_000)
+        report = stored_report(con, reports.catalogs_not_valid(con), lambda c: f"build/{c}", failing_only=True, limit=100_000)
     full = report.to_json()
     summary = {
         "valid": totals.get("valid", 0),
@@ -180,18 +169,17 @@ def _verdict_summary(con) -> dict:
         "unavailable_schemas": full["unavailable_schemas"],
     }
     if count is not None:
-        with st.Transaction(con):
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('verdicts_summary', ?)", (orjson.dumps({**summary, "at": count[0]}).decode(),))
+        reports.save_verdict_summary(con, count, summary)
     return summary
 
 
-def _patch_audit(project: Project, con) -> tuple[dict, list[str]]:
+def _patch_audit(project: Project, con, counts: dict[tuple[str, str], int]) -> tuple[dict, list[str]]:
     """Per patch file: items matched, patched, deleted and failed, and its commit time (an
     audit log of what the patches do to the current build); id selectors that match nothing
     are errors, CQL2 selectors that match nothing are warnings."""
     stats: dict[str, list[tuple]] = {}
-    for c, coll, key, matched, patched, deleted, failed, unmatched in con.execute("SELECT * FROM patch_stats"):
-        stats.setdefault(key, []).append((c, coll, matched, patched, deleted, failed, orjson.loads(unmatched)))
+    for c, coll, key, matched, patched, deleted, failed, unmatched in reports.patch_stats(con):
+        stats.setdefault(key, []).append((c, coll, matched, patched, deleted, failed, unmatched))
     times = gitinfo.commit_times(project.root, sorted({p.file for p in project.patches}))
     files: dict[str, dict] = {}
     errors: list[str] = []
@@ -217,10 +205,7 @@ def _patch_audit(project: Project, con) -> tuple[dict, list[str]]:
                 shown = ", ".join(f"'{i}'" for i in sorted(missing)[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
                 errors.append(f"{p.where}: select.ids: no item {shown} in {p.catalog}/{p.collection}")
         elif rows and sum(r[2] for r in rows) == 0:
-            total = con.execute(
-                "SELECT COUNT(*) FROM outputs WHERE catalog=? AND kind='item'" + ("" if p.collection == "*" else " AND collection=?"),
-                (p.catalog,) if p.collection == "*" else (p.catalog, p.collection),
-            ).fetchone()[0]
+            total = sum(n for (c, coll), n in counts.items() if c == p.catalog and p.collection in ("*", coll))
             warnings.append(f"{p.where}: select matched 0 of {total} items in {p.catalog}/{p.collection}")
     for name, f in files.items():
         if f["committed"] == gitinfo.UNCOMMITTED and f["patched"]:
