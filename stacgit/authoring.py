@@ -14,6 +14,7 @@ import jsonpatch
 import orjson
 import yaml
 
+from stacgit.state import reports, shards
 from stacgit import gitinfo
 from stacgit import state as st
 from stacgit.engine import cache_dir
@@ -106,12 +107,8 @@ def write_patch(project: Project, collection: str, ids: list[str], where: str | 
 def _collection_items(project: Project, coll: CollectionSpec) -> tuple[dict[str, tuple], BodyReader]:
     con = st.connect(project.state_dir)
     key = (coll.catalog_id, coll.id)
-    cache_files = dict(con.execute("SELECT shard, cache_file FROM shards WHERE catalog=? AND collection=?", key).fetchall())
-    items = {
-        r[0]: r[1:]
-        for r in con.execute("SELECT item_id, shard, cache_off, cache_len FROM records WHERE catalog=? AND collection=? ORDER BY item_id", key)
-    }
-    return items, BodyReader(str(cache_dir(project, coll.catalog_id)), cache_files)
+    items = shards.cached_bodies(con, *key)
+    return items, BodyReader(str(cache_dir(project, coll.catalog_id)), shards.cache_files(con, *key))
 
 
 def check_patches(project: Project, files: list[Path] | None = None, sample: int = 5) -> dict:
@@ -194,7 +191,7 @@ def list_patches(project: Project) -> list[dict]:
     counts: dict[str, list[int]] = {}
     if st.state_path(project.state_dir).exists():
         con = st.connect(project.state_dir)
-        for key, matched, patched, deleted, failed in con.execute("SELECT patch_key, matched, patched, deleted, failed FROM patch_stats"):
+        for _, _, key, matched, patched, deleted, failed, _ in reports.patch_stats(con):
             c = counts.setdefault(key, [0, 0, 0, 0])
             for i, v in enumerate((matched, patched, deleted, failed)):
                 c[i] += v

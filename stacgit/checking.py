@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.state import outputs
 from stacgit import state as st
 from stacgit.errors import ConfigError, StacgitError
 from stacgit.hashing import pretty_json, sha256_file
@@ -96,8 +97,7 @@ def referenced_schemas(project: Project) -> set[str]:
             urls |= set(use.ext.uris(use.raw))
         urls |= {u for u in coll.validate_schemas if u.startswith(("https://", "http://"))}
     con = st.connect(project.state_dir)
-    for (row,) in con.execute("SELECT urls FROM schema_sets"):
-        urls |= {u for u in orjson.loads(row) if u.startswith(("https://", "http://"))}
+    urls |= {u for u in outputs.schema_urls(con) if u.startswith(("https://", "http://"))}
     return {u for u in urls if u}
 
 

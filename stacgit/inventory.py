@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stacgit.state import reports
 from stacgit import state as st
 from stacgit.errors import ConfigError
 from stacgit.project import Project
@@ -9,10 +10,7 @@ from stacgit.project import Project
 
 def list_collections(project: Project) -> list[dict]:
     con = st.connect(project.state_dir)
-    counts = {
-        (c, coll): n
-        for c, coll, n in con.execute("SELECT catalog, collection, COUNT(*) FROM outputs WHERE kind='item' GROUP BY catalog, collection")
-    }
+    counts = reports.item_counts(con)
     rows = []
     for coll in project.iter_collections():
         try:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
 from doit.exceptions import TaskFailed, UnmetDependency
 
+from stacgit.state import outputs, reports, shards
 from stacgit import engine
 from stacgit import exports, gitinfo, plan
 from stacgit import state as st
@@ -77,7 +77,7 @@ def _fail(unit: str, root: str, run_id: str, exc: BaseException) -> TaskFailed:
         msg = f"{unit}: unexpected {type(exc).__name__}: {first} (traceback in {log.relative_to(root)})"
     try:
         con = st.connect(Path(root) / ".stacgit")
-        con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps({"error": msg}).decode()))
+        reports.save_error(con, run_id, unit, msg)
     except Exception:  # noqa: BLE001 - reporting must not hide the original failure
         pass
     return TaskFailed(msg)
@@ -203,7 +203,7 @@ def select(project: Project, only: tuple[str, ...]) -> Selection:
             matched = True
         if matched:
             continue
-        rows = con.execute("SELECT catalog, collection, shard FROM records WHERE item_id=?", (value,)).fetchall()
+        rows = shards.shards_of_item(con, value)
         if not rows:
             raise ConfigError(f"--only {value}: not a catalog, collection or known item id (item ids are known after a first build)")
         for cat_id, coll_id, shard in rows:
@@ -389,13 +389,13 @@ def load_for_doit(start: str = ".", strict: bool = False, jobs: int | None = Non
 def prepare(project: Project) -> None:
     """Before a run: forget catalogs that are no longer configured; clear old run reports."""
     con = st.connect(project.state_dir)
-    for (cat_id,) in con.execute("SELECT DISTINCT catalog FROM aggregates").fetchall():
-        if cat_id not in project.catalogs:
-            engine.remove_catalog_output(project, cat_id)
-    con.execute("DELETE FROM reports")
+    built = outputs.built_catalogs(con)
+    for cat_id in sorted(built - set(project.catalogs)):
+        engine.remove_catalog_output(project, cat_id)
+    reports.clear(con)
     for cat_id in sorted(project.catalogs):  # output folders deleted by hand: built again from scratch
         if not (project.build_dir / cat_id).is_dir():
-            if con.execute("SELECT 1 FROM aggregates WHERE catalog=? LIMIT 1", (cat_id,)).fetchone():
+            if cat_id in built:
                 engine.remove_catalog_output(project, cat_id)
             continue
         for coll_id in st.known_collections(con, cat_id):

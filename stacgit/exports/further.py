@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.state import outputs
 from stacgit import output_formats as formats
 from stacgit.exports.changes import member_rows
 from stacgit.hashing import sha256_file
@@ -21,8 +22,7 @@ BUILT_IN_KINDS = ("item", "catalog", "root", "parquet", "pgstac")
 
 def further_outputs(con, key: tuple[str, str]) -> dict[str, str]:
     """Path -> format of the further-format files the state lists for a collection."""
-    sql = f"SELECT path, kind FROM outputs WHERE catalog=? AND collection=? AND kind NOT IN {BUILT_IN_KINDS}"
-    return dict(con.execute(sql, key).fetchall())
+    return outputs.further_outputs(con, key, BUILT_IN_KINDS)
 
 
 def write_further(con, coll: CollectionSpec, out_dir: Path, tmp_dir: Path, parts: set[str], dirty: set[str], replaced: set[str]) -> tuple[list[tuple], list[str]]:

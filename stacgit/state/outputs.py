@@ -40,3 +40,20 @@ def forget_exported(con: sqlite3.Connection, catalog: str, item_id: str) -> None
 def verdicts(con: sqlite3.Connection) -> list[tuple]:
     """(path, sha256, schema set, status, detail) of every stored verdict, by path."""
     return con.execute("SELECT path, sha256, set_id, status, detail FROM verdicts ORDER BY path").fetchall()
+
+
+def built_catalogs(con: sqlite3.Connection) -> set[str]:
+    """Catalogs the state has built something of."""
+    return {r[0] for r in con.execute("SELECT DISTINCT catalog FROM aggregates")}
+
+
+def schema_urls(con: sqlite3.Connection) -> set[str]:
+    """Every schema URL a stored verdict was checked against."""
+    import orjson
+
+    return {u for (row,) in con.execute("SELECT urls FROM schema_sets") for u in orjson.loads(row)}
+
+
+def further_outputs(con: sqlite3.Connection, key: tuple[str, str], built_in: tuple[str, ...]) -> dict[str, str]:
+    """Path -> kind of a collection's outputs whose kind is not one of ``built_in``."""
+    return dict(con.execute(f"SELECT path, kind FROM outputs WHERE catalog=? AND collection=? AND kind NOT IN {tuple(built_in)}", key).fetchall())

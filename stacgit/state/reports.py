@@ -89,3 +89,13 @@ def save_verdict_summary(con: sqlite3.Connection, count: str, summary: dict) -> 
 
     with Transaction(con):
         con.execute("INSERT OR REPLACE INTO meta VALUES ('verdicts_summary', ?)", (orjson.dumps({**summary, "at": count}).decode(),))
+
+
+def save_error(con: sqlite3.Connection, run_id: str, unit: str, message: str) -> None:
+    """A unit that failed: its one-line error stands for its report."""
+    con.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (run_id, unit, orjson.dumps({"error": message}).decode()))
+
+
+def clear(con: sqlite3.Connection) -> None:
+    """Forget the reports of earlier runs (before a run starts)."""
+    con.execute("DELETE FROM reports")

@@ -74,3 +74,19 @@ def save(
 def cache_live_bytes(con: sqlite3.Connection) -> dict[str, int]:
     """Body cache file -> bytes of the bodies its records still point at."""
     return dict(con.execute("SELECT s.cache_file, SUM(r.cache_len) FROM records r JOIN shards s USING (catalog, collection, shard) GROUP BY s.cache_file"))
+
+
+def shards_of_item(con: sqlite3.Connection, item_id: str) -> list[tuple[str, str, str]]:
+    """(catalog, collection, shard) of the records with this item id."""
+    return con.execute("SELECT catalog, collection, shard FROM records WHERE item_id=?", (item_id,)).fetchall()
+
+
+def cache_files(con: sqlite3.Connection, catalog: str, collection: str) -> dict[str, str]:
+    """Shard -> its body cache file."""
+    return dict(con.execute("SELECT shard, cache_file FROM shards WHERE catalog=? AND collection=?", (catalog, collection)).fetchall())
+
+
+def cached_bodies(con: sqlite3.Connection, catalog: str, collection: str) -> dict[str, tuple[str, int, int]]:
+    """Item id -> (shard, offset, length) of its cached body, by id."""
+    rows = con.execute("SELECT item_id, shard, cache_off, cache_len FROM records WHERE catalog=? AND collection=? ORDER BY item_id", (catalog, collection))
+    return {r[0]: r[1:] for r in rows}
