@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
 
+from stacgit.state import freshness, outputs
 from stacgit import state as st
 from stacgit.gitinfo import commit_times
 from stacgit.hashing import digest_file, digest_obj, sha256_file
@@ -69,12 +70,7 @@ def patch_fingerprint(project: Project, coll: CollectionSpec) -> list:
 
 def collection_input_digest(con, coll: CollectionSpec, shards: list[str], patches: list) -> str | None:
     """Fingerprint of everything the collection's outputs depend on; None if a shard is unbuilt."""
-    rows = dict(
-        con.execute(
-            "SELECT shard, result_digest FROM shards WHERE catalog=? AND collection=?",
-            (coll.catalog_id, coll.id),
-        ).fetchall()
-    )
+    rows = freshness.shard_results(con, coll.catalog_id, coll.id)
     if any(s not in rows for s in shards):
         return None
     return digest_obj([coll.aggregate_digest(), [(s, rows[s]) for s in shards], patches])
@@ -83,10 +79,10 @@ def collection_input_digest(con, coll: CollectionSpec, shards: list[str], patche
 def catalog_input_digest(project: Project, con, cat: CatalogSpec, validate: bool = True, validator=None) -> str | None:
     """Fingerprint of the catalog task's inputs: its collections and, when the build validates,
     the content of the schemas its documents were validated against."""
-    rows = dict(con.execute("SELECT collection, input_digest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
+    rows = freshness.collection_inputs(con, cat.id)
     if any(c.id not in rows or rows[c.id] is None for c in cat.collections):
         return None
-    exports = dict(con.execute("SELECT collection, digest || ':' || coalesce(input_digest, '') FROM export_config WHERE catalog=?", (cat.id,)).fetchall())
+    exports = freshness.export_inputs(con, cat.id)
     if any(c.id not in exports for c in cat.collections):
         return None
     checks = validation_digest(project, con, cat, validator) if validate else "not validated"
@@ -149,41 +145,29 @@ def shard_reason(project: Project, coll: CollectionSpec, shard: str, row: tuple 
         if stat.st_size != size or digest_file(str(path)) != file_digest:
             return Reason.SOURCE_CHANGED
         if refresh:  # same bytes, new mtime (e.g. git checkout): remember the new stat
-            con = st.connect(project.state_dir)
-            con.execute(
-                "UPDATE shards SET size=?, mtime_ns=? WHERE catalog=? AND collection=? AND shard=?",
-                (stat.st_size, stat.st_mtime_ns, coll.catalog_id, coll.id, shard),
-            )
+            freshness.touch_shard(st.connect(project.state_dir), coll.catalog_id, coll.id, shard, stat.st_size, stat.st_mtime_ns)
     if not cache_file or not (project.state_dir / "cache" / coll.catalog_id / cache_file).exists():
         return Reason.OUTPUT_MISSING
     return None
 
 
 def shard_rows(project: Project, coll: CollectionSpec) -> dict[str, tuple]:
-    con = st.connect(project.state_dir)
-    return {
-        r[0]: r[1:]
-        for r in con.execute(
-            "SELECT shard, size, mtime_ns, file_digest, config_digest, cache_file FROM shards WHERE catalog=? AND collection=?",
-            (coll.catalog_id, coll.id),
-        )
-    }
+    return freshness.shard_stats(st.connect(project.state_dir), coll.catalog_id, coll.id)
 
 
 def _output_reason(project: Project, catalog_id: str, path: str) -> Reason | None:
-    con = st.connect(project.state_dir)
-    row = con.execute("SELECT sha256 FROM outputs WHERE catalog=? AND path=?", (catalog_id, path)).fetchone()
+    sha = freshness.output_sha(st.connect(project.state_dir), catalog_id, path)
     full = project.build_dir / catalog_id / path
-    if row is None or not full.exists():
+    if sha is None or not full.exists():
         return Reason.OUTPUT_MISSING
-    if sha256_file(str(full)) != row[0]:
+    if sha256_file(str(full)) != sha:
         return Reason.OUTPUT_MODIFIED
     return None
 
 
 def collection_reason(project: Project, coll: CollectionSpec, shards: list[str]) -> Reason | None:
     con = st.connect(project.state_dir)
-    row = con.execute("SELECT input_digest, patches FROM aggregates WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    row = freshness.collection_aggregate(con, coll.catalog_id, coll.id)
     if row is None:
         return Reason.NEW
     patches = patch_fingerprint(project, coll)
@@ -191,14 +175,14 @@ def collection_reason(project: Project, coll: CollectionSpec, shards: list[str])
         if row[1] != digest_obj(patches):
             return Reason.PATCH_CHANGED
         return Reason.SOURCE_CHANGED
-    if con.execute("SELECT 1 FROM pending WHERE catalog=? AND collection=? LIMIT 1", (coll.catalog_id, coll.id)).fetchone():
+    if freshness.has_pending(con, coll.catalog_id, coll.id):
         return Reason.OUTPUT_MODIFIED
     return _output_reason(project, coll.catalog_id, f"{coll.id}/collection.json")
 
 
 def catalog_reason(project: Project, cat: CatalogSpec, validate: bool = True) -> Reason | None:
     con = st.connect(project.state_dir)
-    row = con.execute("SELECT input_digest FROM aggregates WHERE catalog=? AND collection=''", (cat.id,)).fetchone()
+    row = freshness.catalog_input(con, cat.id)
     if row is None:
         return Reason.NEW
     if row[0] is None or row[0] != catalog_input_digest(project, con, cat, validate):
@@ -245,13 +229,13 @@ def stale_units(project: Project, export_stale: Callable[[CollectionSpec], Stale
         reason = catalog_reason(project, cat)
         if reason is None and cat_stale:
             reason = Reason.SOURCE_CHANGED
-        known = {r[0] for r in con.execute("SELECT DISTINCT collection FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,))}
+        known = set(freshness.collection_inputs(con, cat.id))
         for gone in sorted(known - {c.id for c in cat.collections}):
             stale.append(StaleUnit(f"collection:{cat.id}/{gone}", Reason.ORPHANED, "collection removed from catalog.yaml"))
             reason = reason or Reason.CONFIG_CHANGED
         if reason is not None:
             stale.append(StaleUnit(catalog_task(cat), reason))
-    for (cat_id,) in con.execute("SELECT DISTINCT catalog FROM aggregates"):
+    for cat_id in sorted(outputs.built_catalogs(con)):
         if cat_id not in project.catalogs:
             stale.append(StaleUnit(f"catalog:{cat_id}", Reason.ORPHANED, "catalog removed from catalogs/"))
     return stale
