@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
-from stacgit import state as st
+from stacgit.state import verdicts as stored
 from stacgit.hashing import digest_obj
 from stacgit.project import CatalogSpec, CollectionSpec, Project
 from stacgit.schemas import SchemaStore
@@ -42,18 +42,13 @@ def set_id(urls: tuple[str, ...] | list[str]) -> str:
 def stale_sets(con, validator: Validator, cat_id: str) -> list[str]:
     """Schema sets of this catalog whose schema content changed since their documents were
     validated (a schema file was edited, added to a schema directory, or went missing)."""
-    out = []
-    for sid, urls, fp in con.execute("SELECT set_id, urls, fingerprint FROM schema_sets WHERE catalog=?", (cat_id,)).fetchall():
-        if validator.fingerprint(orjson.loads(urls)) != fp:
-            out.append(sid)
-    return out
+    return [sid for sid, urls, fp in stored.schema_sets(con, cat_id) if validator.fingerprint(urls) != fp]
 
 
 def validation_digest(project: Project, con, cat: CatalogSpec, validator: Validator | None = None) -> str:
     """Part of the catalog task's up-to-date check: the fingerprints of its schema sets now."""
     validator = validator or open_validator(project)
-    rows = con.execute("SELECT set_id, urls FROM schema_sets WHERE catalog=? ORDER BY set_id", (cat.id,)).fetchall()
-    return digest_obj([[sid, validator.fingerprint(orjson.loads(urls))] for sid, urls in rows])
+    return digest_obj([[sid, validator.fingerprint(urls)] for sid, urls, _ in stored.schema_sets(con, cat.id)])
 
 
 def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validator: Validator | None = None) -> tuple[dict, Report]:
@@ -61,13 +56,9 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     totals, and the report of what this run validated."""
     validator = validator or open_validator(project)
     stale = stale_sets(con, validator, cat.id)
-    with st.Transaction(con):
-        for sid in stale:  # their documents are validated again
-            con.execute("INSERT OR IGNORE INTO unvalidated SELECT catalog, path FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
-            con.execute("DELETE FROM verdicts WHERE catalog=? AND set_id=?", (cat.id, sid))
-            con.execute("DELETE FROM schema_sets WHERE catalog=? AND set_id=?", (cat.id, sid))
+    stored.revalidate_sets(con, cat.id, stale)  # their documents are validated again
     run = _validate_queued(project, con, cat.id, {c.id: c.validate_schemas for c in cat.collections}, validator, jobs)
-    totals = dict(con.execute("SELECT status, COUNT(*) FROM verdicts WHERE catalog=? GROUP BY status", (cat.id,)).fetchall())
+    totals = stored.status_counts(con, cat.id)
     return {
         "validated": run.checked,
         "revalidated_sets": len(stale),
@@ -91,16 +82,9 @@ def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator:
     queued outputs that are gone, and empty the queue of what has its verdict now."""
     # a folder's paths sort between "<folder>/" and "<folder>0" ('0' follows '/')
     lo, hi = (f"{under}/", f"{under}0") if under is not None else ("", None)
-    within = "u.path > ?" + (" AND u.path < ?" if hi is not None else "")
-    bounds = (lo, hi) if hi is not None else (lo,)
-    with st.Transaction(con):
-        con.execute(  # verdicts of deleted outputs
-            "DELETE FROM verdicts WHERE catalog=? AND path IN (SELECT u.path FROM unvalidated u WHERE u.catalog=? AND " + within + " AND NOT EXISTS "
-            "(SELECT 1 FROM outputs o WHERE o.catalog=u.catalog AND o.path=u.path AND o.kind IN " + st.STAC_KINDS + "))",
-            (cat_id, cat_id, *bounds),
-        )
+    stored.drop_gone(con, cat_id, lo, hi)  # verdicts of deleted outputs
     root = str(project.build_dir / cat_id)
-    known = {r[0] for r in con.execute("SELECT set_id FROM schema_sets WHERE catalog=?", (cat_id,))}
+    known = stored.known_sets(con, cat_id)
     run = Report()
     after = lo
     # fresh processes: forked from this one they would each start with (and count as)
@@ -108,14 +92,7 @@ def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator:
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
     try:
         while True:  # a page of outputs at a time: memory does not grow with the catalog
-            todo = con.execute(
-                """SELECT o.path, o.collection, o.item_id, o.sha256 FROM unvalidated u
-                   JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path
-                   LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-                   WHERE u.catalog = ? AND o.kind IN """ + st.STAC_KINDS + """ AND v.path IS NULL AND """ + within + """
-                   ORDER BY u.path LIMIT ?""",
-                (cat_id, after, *bounds[1:], PAGE),
-            ).fetchall()
+            todo = stored.queued_page(con, cat_id, after, hi, PAGE)
             if not todo:
                 break
             after = todo[-1][0]
@@ -133,26 +110,15 @@ def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator:
                 sid = set_id(urls)
                 sets[sid] = urls
                 rows.append((cat_id, path, coll, item_id, sha, sid, status, detail))
-            with st.Transaction(con):
-                con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
-                con.executemany(  # a set known already keeps its fingerprint: the catalog task compares it
-                    "INSERT OR IGNORE INTO schema_sets VALUES (?,?,?,?)",
-                    [(cat_id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known],
-                )
+            # a set known already keeps its fingerprint: the catalog task compares it
+            stored.save(con, rows, [(cat_id, sid, orjson.dumps(list(urls)).decode(), validator.fingerprint(urls)) for sid, urls in sets.items() if sid not in known])
             known.update(sets)
             if len(todo) < PAGE:  # the last page: no need to scan for another
                 break
     finally:
         if pool is not None:
             pool.shutdown()
-    with st.Transaction(con):  # what has its verdict, or is gone, leaves the queue
-        con.execute(
-            """DELETE FROM unvalidated WHERE catalog = ? AND path IN (SELECT u.path FROM unvalidated u
-                 LEFT JOIN outputs o ON o.catalog = u.catalog AND o.path = u.path AND o.kind IN """ + st.STAC_KINDS + """
-                 LEFT JOIN verdicts v ON v.catalog = o.catalog AND v.path = o.path AND v.sha256 = o.sha256
-                WHERE u.catalog = ? AND """ + within + """ AND (o.path IS NULL OR v.path IS NOT NULL))""",
-            (cat_id, cat_id, *bounds),
-        )
+    stored.dequeue_done(con, cat_id, lo, hi)
     return run
 
 
@@ -160,13 +126,12 @@ def stored_report(con, catalog_ids: list[str], root_of, failing_only: bool = Fal
     """The report of built catalogs from their stored verdicts (no file is read); with
     ``failing_only`` just the documents that are not valid, at most ``limit`` of them."""
     report = Report()
-    where = " AND status != 'valid'" if failing_only else ""
     left = limit
     for cat_id in catalog_ids:
         root = root_of(cat_id)
         results: dict[tuple, DocResult] = {}  # verdicts repeat: one decoded result per (status, detail)
         more: dict[tuple, int] = {}  # results whose groups have their examples -> documents not added yet
-        rows = con.execute(f"SELECT path, item_id, status, detail FROM verdicts WHERE catalog=?{where} ORDER BY path", (cat_id,))
+        rows = stored.iter_verdicts(con, cat_id, failing_only)
         for path, item_id, status, detail in itertools.islice(rows, left):
             key = (status, detail)
             if key in more:
