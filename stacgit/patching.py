@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from stacgit import state as st
+from stacgit.state import patches as stored
 from stacgit.geo import bbox_2d, geometry_problem
 from stacgit.gitinfo import UNCOMMITTED
 from stacgit.hashing import digest_obj, pretty_json
@@ -94,20 +94,16 @@ def _select_cql2(con, key: tuple[str, str], patches: list[Patch], items: dict[st
     """Item ids each CQL2 patch selects, re-evaluating only what is new or changed."""
     cql = [p for p in patches if p.cql2 is not None]
     if not cql:
-        with st.Transaction(con):
-            for table in ("patch_evals", "patch_matches", "patch_seen"):
-                con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=?", key)
+        stored.forget(con, key)
         return {}
-    evals = dict(con.execute("SELECT patch_key, digest FROM patch_evals WHERE catalog=? AND collection=?", key).fetchall())
-    seen = dict(con.execute("SELECT item_id, body_digest FROM patch_seen WHERE catalog=? AND collection=?", key).fetchall())
+    evals = stored.evaluated(con, key)
+    seen = stored.seen(con, key)
     stale = [p for p in cql if evals.get(p.key) != p.digest]
     fresh = [p for p in cql if evals.get(p.key) == p.digest]
     changed = [i for i, r in items.items() if seen.get(i) != r[1]]
     matches: dict[str, set[str]] = {p.key: set() for p in cql}
     for p in fresh:
-        matches[p.key] = {
-            i for (i,) in con.execute("SELECT item_id FROM patch_matches WHERE catalog=? AND collection=? AND patch_key=?", (*key, p.key)) if i in items
-        }
+        matches[p.key] = {i for i in stored.matches(con, key, p.key) if i in items}
     changed_set = set(changed)
     for p in fresh:
         matches[p.key] -= changed_set
@@ -127,16 +123,9 @@ def _select_cql2(con, key: tuple[str, str], patches: list[Patch], items: dict[st
     if stale:
         restrict = set().union(*(p.ids for p in stale)) if all(p.ids is not None for p in stale) else None
         evaluate([i for i in items if restrict is None or i in restrict], stale)
-    with st.Transaction(con):
-        con.execute("DELETE FROM patch_evals WHERE catalog=? AND collection=?", key)
-        con.executemany("INSERT INTO patch_evals VALUES (?,?,?,?)", [(*key, p.key, p.digest) for p in cql])
-        con.execute("DELETE FROM patch_matches WHERE catalog=? AND collection=?", key)
-        con.executemany("INSERT INTO patch_matches VALUES (?,?,?,?)", [(*key, k, i) for k, ids in matches.items() for i in sorted(ids)])
-        if stale:
-            con.execute("DELETE FROM patch_seen WHERE catalog=? AND collection=?", key)
-            changed = list(items)
-        con.executemany("DELETE FROM patch_seen WHERE catalog=? AND collection=? AND item_id=?", [(*key, i) for i in seen if i not in items])
-        con.executemany("INSERT OR REPLACE INTO patch_seen VALUES (?,?,?,?)", [(*key, i, items[i][1]) for i in changed])
+    if stale:
+        changed = list(items)
+    stored.save(con, key, [(p.key, p.digest) for p in cql], matches, bool(stale), [i for i in seen if i not in items], [(i, items[i][1]) for i in changed])
     return matches
 
 
