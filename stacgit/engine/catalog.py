@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 
+from stacgit.state import catalogs
 from stacgit import state as st
 from stacgit.engine.shard import BuildOptions, cache_dir, location
 from stacgit.hashing import canonical_json, sha256_bytes
@@ -31,22 +32,16 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     configured = {c.id for c in cat.collections}
 
     # collections removed from catalog.yaml: remove their outputs and state
-    known = {r[0] for r in con.execute("SELECT DISTINCT collection FROM outputs WHERE catalog=? AND collection != ''", (cat.id,))}
-    known |= {r[0] for r in con.execute("SELECT DISTINCT collection FROM shards WHERE catalog=?", (cat.id,))}
-    removed = sorted(known - configured)
+    removed = sorted(catalogs.known_collections(con, cat.id) - configured)
     removed_items = 0
     for cid in removed:
-        removed_items += con.execute("SELECT COUNT(*) FROM outputs WHERE catalog=? AND collection=? AND kind='item'", (cat.id, cid)).fetchone()[0]
+        removed_items += catalogs.item_count(con, cat.id, cid)
         shutil.rmtree(out_dir / cid, ignore_errors=True)
         shutil.rmtree(out_dir / "pgstac" / cid, ignore_errors=True)
         shutil.rmtree(pieces_root(project, cat.id) / cid, ignore_errors=True)
         for rel in further_outputs(con, (cat.id, cid)):
             remove_further(out_dir, rel)
-        caches = [r[0] for r in con.execute("SELECT cache_file FROM shards WHERE catalog=? AND collection=?", (cat.id, cid))]
-        with st.Transaction(con):
-            for table in st.COLLECTION_TABLES:
-                con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=?", (cat.id, cid))
-        for c in caches:
+        for c in catalogs.forget_collection(con, cat.id, cid):
             (cache_dir(project, cat.id) / c).unlink(missing_ok=True)
         fragment_path(project, cat.id, cid).unlink(missing_ok=True)
 
@@ -60,23 +55,16 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
 
     failures = [
         {"collection": c, "source": s, "location": location(s, loc), "field": f, "reason": r, "item_id": i}
-        for c, s, loc, f, r, i in con.execute(
-            "SELECT collection, shard, loc, field, reason, item_id FROM failures WHERE catalog=? ORDER BY collection, shard, rowid",
-            (cat.id,),
-        )
+        for c, s, loc, f, r, i in catalogs.record_failures(con, cat.id)
     ]
     failures += [
         {"collection": c, "source": key.rpartition("#")[0], "location": patch_location(key, op), "field": "patch", "reason": reason, "item_id": i}
-        for c, key, op, i, reason in con.execute(
-            "SELECT collection, patch_key, op_index, item_id, reason FROM patch_failures WHERE catalog=? ORDER BY collection, patch_key, item_id",
-            (cat.id,),
-        )
+        for c, key, op, i, reason in catalogs.patch_failures(con, cat.id)
     ]
     written = 0
-    prior_root = con.execute("SELECT sha256 FROM outputs WHERE catalog=? AND path='catalog.json'", (cat.id,)).fetchone()
-    with st.Transaction(con):
-        con.executemany("INSERT INTO pending VALUES (?,?,?)", [(cat.id, "", p) for p in ("catalog.json", "manifest.json")])
-    if prior_root is None or prior_root[0] != root_entry[0] or not (out_dir / "catalog.json").exists():
+    prior_root = catalogs.root_sha(con, cat.id)
+    catalogs.begin_root(con, cat.id)
+    if prior_root != root_entry[0] or not (out_dir / "catalog.json").exists():
         writer.write("catalog.json", root)
         written += 1
     manifest_path = out_dir / "manifest.json"
@@ -89,19 +77,14 @@ def build_catalog(project: Project, cat: CatalogSpec, options: BuildOptions) -> 
     else:
         failed_path.unlink(missing_ok=True)
     report = {"unit": "catalog", "catalog": cat.id, "files_written": written, "failed": len(failures), "removed_collections": removed, "items_deleted": removed_items}
-    with st.Transaction(con):
-        con.execute(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
-            (cat.id, "catalog.json", "", None, "root", None, root_entry[0], root_entry[1], None),
-        )
-        con.execute("DELETE FROM pending WHERE catalog=? AND collection=''", (cat.id,))
+    catalogs.end_root(con, cat.id, *root_entry)
     validator = open_validator(project) if options.validate else None
     if validator is not None:
         counts, run = validate_catalog(project, con, cat, options.jobs, validator)
         report["validation"] = counts
         report["validation_report"] = run.to_json()
     with st.Transaction(con):
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (cat.id, "", catalog_input_digest(project, con, cat, options.validate, validator), None, None, None))
+        catalogs.save_catalog_input(con, cat.id, catalog_input_digest(project, con, cat, options.validate, validator))
         save_report(con, options.run_id, f"catalog:{cat.id}", report)
     return report
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.state import catalogs
 from stacgit import state as st
 from stacgit.hashing import digest_bytes
 from stacgit.fileio import map_file
@@ -47,8 +48,7 @@ _ENTRY_START = b'\n    "'
 
 
 def fragment_digest(con, cat_id: str, coll_id: str) -> str | None:
-    row = con.execute("SELECT manifest FROM aggregates WHERE catalog=? AND collection=?", (cat_id, coll_id)).fetchone()
-    return row[0] if row else None
+    return catalogs.fragment_digest(con, cat_id, coll_id)
 
 
 def _entry_path(buf: bytes, at: int) -> str:
@@ -153,7 +153,7 @@ def save_fragment(
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-    con.execute("UPDATE aggregates SET manifest=? WHERE catalog=? AND collection=?", (digest_bytes(data), cat_id, coll_id))
+    catalogs.set_fragment_digest(con, cat_id, coll_id, digest_bytes(data))
     return data
 
 
@@ -165,7 +165,7 @@ def manifest_parts(project: Project, con, cat: CatalogSpec, root_entry: tuple[st
     collection's GeoParquet entries come from the state and go in their places in its fragment.
     Returned as the parts whose concatenation is the file (at 800K items it is ~190 MB: joined,
     and compared with the file read whole, it cost ~2 s of the catalog task)."""
-    saved = dict(con.execute("SELECT collection, manifest FROM aggregates WHERE catalog=? AND collection != ''", (cat.id,)).fetchall())
+    saved = catalogs.fragment_digests(con, cat.id)
     pieces: list[tuple[bytes, list]] = [(b"catalog.json", [ENTRY % (b'"catalog.json"', root_entry[0].encode(), root_entry[1])])]
     for c in cat.collections:
         data = None
