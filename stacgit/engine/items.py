@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.state import collections
 from stacgit import state as st
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes
 from stacgit.patching import Applied, updated_time
@@ -39,15 +40,12 @@ def patch_reason(item_id: str | None, reason: str) -> str:
 
 def recover_pending(con, writer: AtomicWriter, catalog: str, collection: str) -> None:
     """Undo what a killed build may have half done: forget and remove its pending paths."""
-    pend = [r[0] for r in con.execute("SELECT path FROM pending WHERE catalog=? AND collection=?", (catalog, collection))]
+    pend = collections.pending_paths(con, catalog, collection)
     if not pend:
         return
     for path in pend:
         writer.delete(path, stop_at=collection)
-    with st.Transaction(con):
-        con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(catalog, p) for p in pend])
-        con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", (catalog, collection))
-        con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", (catalog, collection))  # its fragment
+    collections.forget_pending(con, catalog, collection, pend)
 
 
 def display_datetime(sortable: str) -> str:
@@ -134,15 +132,6 @@ class _Plan:
         return sum(len(b) for b in self.batches.values()) + len(self.patched)
 
 
-_CHANGED_ITEMS = """SELECT r.item_id, r.shard, r.body_digest, r.cache_off, r.cache_len, o.path FROM {source} records r {on}
-  LEFT JOIN outputs o ON o.catalog=r.catalog AND o.collection=r.collection AND o.item_id=r.item_id AND o.kind='item'
- WHERE r.catalog=? AND r.collection=? AND (o.body_digest IS NULL OR o.body_digest != r.body_digest)"""
-
-
-_GONE_ITEMS = """SELECT o.path FROM {source} outputs o {on} WHERE o.catalog=? AND o.collection=? AND o.kind='item'
-   AND NOT EXISTS (SELECT 1 FROM records r WHERE r.catalog=o.catalog AND r.collection=o.collection AND r.item_id=o.item_id)"""
-
-
 def plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, cache_files: dict, existing_docs: dict, queued: bool = True) -> _Plan:
     """Same layout tree as last time: the items to write and delete are the queued ones
     (``state.item_queue``) whose record and output differ; all of them when the counts show
@@ -152,9 +141,8 @@ def plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, ca
     batches: dict[str, list[tuple]] = defaultdict(list)
     deletes: list[str] = []
     dirty: set[tuple[str, ...]] = {()}
-    which = st.only_queued("item_queue", "r") if queued else st.EVERY_ITEM
     added = 0
-    for item_id, shard, body_digest, off, ln, old_path in con.execute(_CHANGED_ITEMS.format_map(which), coll_key).fetchall():
+    for item_id, shard, body_digest, off, ln, old_path in collections.changed_items(con, coll_key, queued):
         segs = placement[item_id]
         path = _item_path(coll, segs, item_id)
         added += old_path is None
@@ -165,8 +153,7 @@ def plan_incremental(coll: CollectionSpec, con, placement: dict, nodes: list, ca
                 deletes.append(old_path)
         batches[cache_files[shard]].append((item_id, off, ln, path, node_path(coll, segs), coll_path, body_digest, old_path != path))
     removed = 0
-    which = st.only_queued("item_queue", "o") if queued else st.EVERY_ITEM
-    for (old_path,) in con.execute(_GONE_ITEMS.format_map(which), coll_key).fetchall():
+    for old_path in collections.gone_items(con, coll_key, queued):
         deletes.append(old_path)
         removed += 1
         dirty.add(_leaf_of(coll, old_path))
@@ -181,15 +168,10 @@ def plan_full(coll: CollectionSpec, con, placement: dict, nodes: list, cache_fil
     """Every item's place recomputed and compared with what was written."""
     coll_key = (coll.catalog_id, coll.id)
     coll_path = f"{coll.id}/collection.json"
-    existing = {
-        r[0]: r[1:]
-        for r in con.execute("SELECT path, item_id, body_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", coll_key)
-    }
+    existing = collections.item_files(con, coll_key)
     batches: dict[str, list[tuple]] = defaultdict(list)
     desired: set[str] = set()
-    for item_id, shard, body_digest, off, ln in con.execute(
-        "SELECT item_id, shard, body_digest, cache_off, cache_len FROM records WHERE catalog=? AND collection=?", coll_key
-    ):
+    for item_id, shard, body_digest, off, ln in collections.record_bodies(con, coll_key):
         segs = placement[item_id]
         path = _item_path(coll, segs, item_id)
         desired.add(path)
@@ -284,10 +266,7 @@ def write_items(out_dir: str, tmp_dir: str, cache_root: str, batches: dict, n_wr
 
 
 def read_extent(con, coll_key: tuple[str, str]) -> dict:
-    start, end, w, s, e, n, count = con.execute(
-        "SELECT MIN(start), MAX(end), MIN(w), MIN(s), MAX(e), MAX(n), COUNT(*) FROM records WHERE catalog=? AND collection=?",
-        coll_key,
-    ).fetchone()
+    start, end, w, s, e, n, count = collections.extent(con, coll_key)
     return _extent_doc(start if count else None, end, [w, s, e, n] if w is not None else None)
 
 
@@ -298,8 +277,7 @@ def read_partitions(con, coll: CollectionSpec) -> tuple[str, ...]:
     width = PARTITION_WIDTH.get(coll.geoparquet["partition"])
     if width is None:
         return ("items",) if st.item_count(con, (coll.catalog_id, coll.id)) else ()
-    rows = con.execute("SELECT DISTINCT substr(start, 1, ?) FROM records WHERE catalog=? AND collection=?", (width, coll.catalog_id, coll.id))
-    return tuple(sorted(r[0] for r in rows))
+    return tuple(sorted(collections.start_prefixes(con, (coll.catalog_id, coll.id), width)))
 
 
 def partitions_of(coll: CollectionSpec, details: dict, applied: Applied, placement: dict, absent: set[str]) -> tuple[str, ...]:
