@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.state import collections, shards as shard_state
 from stacgit import state as st
 from stacgit.engine.shard import BuildOptions, cache_dir, find_location
 from stacgit.errors import BuildError, PlanError
@@ -34,24 +35,16 @@ def _read_members(project: Project, con, coll: CollectionSpec, with_details: boo
     """(item id, start) of every item, checking ids are unique across source files; with
     details also item id -> (shard, body digest, offset, length, start, end, w, s, e, n)."""
     key = (coll.catalog_id, coll.id)
-    dup = con.execute(
-        "SELECT item_id FROM records WHERE catalog=? AND collection=? GROUP BY item_id HAVING COUNT(*) > 1 ORDER BY item_id LIMIT 1", key
-    ).fetchone()
+    dup = collections.duplicate_id(con, key)
     if dup is not None:
-        item_id = dup[0]
-        shards = [r[0] for r in con.execute("SELECT shard FROM records WHERE catalog=? AND collection=? AND item_id=?", (*key, item_id))]
+        item_id, shards = dup
         a, b = sorted(find_location(project, coll, s, item_id) for s in shards[:2])
         raise PlanError(f"duplicate item id '{item_id}' in collection {coll.key}: {a} and {b}")
     if not with_details:
-        members = con.execute("SELECT item_id, start FROM records WHERE catalog=? AND collection=?", key).fetchall()
+        members = collections.members(con, key)
         _check_case(project, con, coll, members)
         return members, {}
-    details = {
-        r[0]: r[1:]
-        for r in con.execute(
-            "SELECT item_id, shard, body_digest, cache_off, cache_len, start, end, w, s, e, n FROM records WHERE catalog=? AND collection=?", key
-        )
-    }
+    details = collections.record_details(con, key)
     members = [(i, d[4]) for i, d in details.items()]
     _check_case(project, con, coll, members)
     return members, details
@@ -66,8 +59,7 @@ def _check_case(project: Project, con, coll: CollectionSpec, members: list) -> N
     for item_id, _ in sorted(members):
         other = first.setdefault(item_id.casefold(), item_id)
         if other != item_id:
-            where = [find_location(project, coll, r[0], i) for i in (other, item_id) for r in con.execute(
-                "SELECT shard FROM records WHERE catalog=? AND collection=? AND item_id=?", (coll.catalog_id, coll.id, i))]
+            where = [find_location(project, coll, s, i) for i in (other, item_id) for s in collections.shards_of(con, (coll.catalog_id, coll.id), i)]
             raise PlanError(f"item ids '{other}' ({where[0]}) and '{item_id}' ({where[1]}) of collection {coll.key} differ only "
                             "in case: their files would collide on case-insensitive file systems")
 
@@ -88,24 +80,17 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     writer = AtomicWriter(out_dir, project.state_dir / "tmp")
     recover_pending(con, writer, cat_id, coll.id)
 
-    cache_files = dict(con.execute("SELECT shard, cache_file FROM shards WHERE catalog=? AND collection=?", coll_key).fetchall())
+    cache_files = shard_state.cache_files(con, *coll_key)
     current = set(shards)
     gone_shards = sorted(s for s in cache_files if s not in current)
     if gone_shards:  # inputs, not outputs: their items now count as removed (found below)
-        with st.Transaction(con):
-            for s in gone_shards:
-                for table in ("shards", "records", "failures"):
-                    con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=? AND shard=?", (*coll_key, s))
+        collections.forget_shards(con, coll_key, gone_shards)
     cache_root = str(cache_dir(project, cat_id))
 
     item_patches = project.patches_for(coll)
     doc_patches = project.patches_for(coll, "collection")
     times = commit_times(project.root, sorted({p.file for p in item_patches + doc_patches}))
-    was_patched = con.execute(
-        "SELECT 1 FROM patch_stats WHERE catalog=? AND collection=? UNION SELECT 1 FROM outputs WHERE catalog=? AND collection=? AND patch_digest IS NOT NULL LIMIT 1",
-        (*coll_key, *coll_key),
-    ).fetchone()
-    patch_mode = bool(item_patches) or was_patched is not None
+    patch_mode = bool(item_patches) or collections.was_patched(con, coll_key)
 
     members, details = _read_members(project, con, coll, patch_mode)
     applied = Applied()
@@ -113,12 +98,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     reader = BodyReader(cache_root, cache_files)
     try:
         if patch_mode:
-            prior_items = {
-                r[0]: r[1:]
-                for r in con.execute(
-                    "SELECT item_id, path, body_digest, patch_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", coll_key
-                )
-            }
+            prior_items = collections.item_outputs(con, coll_key)
 
             def needs_body(item_id: str, body_digest: str, chain: str) -> bool:
                 old = prior_items.get(item_id)
@@ -138,11 +118,11 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
         placement, nodes = compute_layout(members, coll.layout.split, coll.layout.max_items)
         del members
         structure = structure_digest(coll, nodes)
-        prior = con.execute("SELECT structure FROM aggregates WHERE catalog=? AND collection=?", coll_key).fetchone()
-        existing_docs = dict(con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND item_id IS NULL AND kind='catalog'", coll_key).fetchall())
+        prior = collections.structure(con, coll_key)
+        existing_docs = collections.catalog_documents(con, coll_key)
         if patch_mode:
             plan_ = plan_patched(coll, con, placement, nodes, details, prior_items, applied, existing_docs, reader, times, options.now)
-        elif prior is not None and prior[0] == structure:
+        elif prior is not None and prior == structure:
             plan_ = plan_incremental(coll, con, placement, nodes, cache_files, existing_docs)
         else:
             plan_ = plan_full(coll, con, placement, nodes, cache_files, existing_docs)
@@ -169,8 +149,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
 
     all_paths = [it[3] for batch in plan_.batches.values() for it in batch] + [w[0] for w in plan_.patched] + list(doc_writes) + plan_.deletes
     if all_paths:
-        with st.Transaction(con):
-            con.executemany("INSERT INTO pending VALUES (?,?,?)", [(cat_id, coll.id, p) for p in all_paths])
+        collections.journal(con, cat_id, coll.id, list(all_paths))
 
     written = write_items(str(out_dir), str(project.state_dir / "tmp"), cache_root, plan_.batches, plan_.n_write, options.jobs)
     for path, parent, body, item_id, body_digest, chain, fresh in plan_.patched:
@@ -200,27 +179,11 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     failures = [(*coll_key, p.key, op, i, r) for i, (p, op, r) in sorted(applied.failed.items())]
     if doc_failure is not None:
         failures.append((*coll_key, doc_failure[0].key, doc_failure[1], None, doc_failure[2]))
-    with st.Transaction(con):
-        con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(cat_id, p) for p in deletes])
-        con.executemany(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
-            [(cat_id, w[0], coll.id, w[1], "item", w[2], w[3], w[4], w[5] if len(w) > 5 else None) for w in written],
-        )
-        con.executemany(
-            "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
-            [(cat_id, p, coll.id, None, "catalog", None, sha, size, None) for p, (sha, size) in doc_entries.items()],
-        )
-        con.execute("DELETE FROM patch_stats WHERE catalog=? AND collection=?", coll_key)
-        con.executemany(
-            "INSERT INTO patch_stats VALUES (?,?,?,?,?,?,?,?)",
-            [(*coll_key, k, v["matched"], v["patched"], v["deleted"], v["failed"], orjson.dumps(v["unmatched"]).decode()) for k, v in applied.stats.items()],
-        )
-        con.execute("DELETE FROM patch_failures WHERE catalog=? AND collection=?", coll_key)
-        con.executemany("INSERT INTO patch_failures VALUES (?,?,?,?,?,?)", failures)
-        con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", coll_key)
-        con.execute("DELETE FROM item_queue WHERE catalog=? AND collection=?", coll_key)
-        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (*coll_key, input_digest, structure, digest_obj(patch_fp), None))
-        save_report(con, options.run_id, f"collection:{coll.key}", report)
+    collections.save_step(
+        con, coll_key, deletes=deletes, items=written, documents=[(p, sha, size) for p, (sha, size) in doc_entries.items()],
+        patch_stats=[(k, v["matched"], v["patched"], v["deleted"], v["failed"], orjson.dumps(v["unmatched"]).decode()) for k, v in applied.stats.items()],
+        patch_failures=failures, aggregate=(input_digest, structure, digest_obj(patch_fp)), run_id=options.run_id, report=report,
+    )
     changes: dict[str, tuple[str, int] | None] = {p: None for p in deletes}
     changes.update((w[0], (w[3], w[4])) for w in written)
     changes.update(doc_entries)

@@ -62,3 +62,85 @@ def forget_pending(con: sqlite3.Connection, catalog: str, collection: str, paths
         con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(catalog, p) for p in paths])
         con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", (catalog, collection))
         con.execute("UPDATE aggregates SET manifest=NULL WHERE catalog=? AND collection=?", (catalog, collection))
+
+
+def duplicate_id(con: sqlite3.Connection, key: Key) -> tuple[str, list[str]] | None:
+    """The first item id (in id order) that more than one source file gives, with those files."""
+    dup = con.execute("SELECT item_id FROM records WHERE catalog=? AND collection=? GROUP BY item_id HAVING COUNT(*) > 1 ORDER BY item_id LIMIT 1", key).fetchone()
+    return None if dup is None else (dup[0], shards_of(con, key, dup[0]))
+
+
+def shards_of(con: sqlite3.Connection, key: Key, item_id: str) -> list[str]:
+    return [r[0] for r in con.execute("SELECT shard FROM records WHERE catalog=? AND collection=? AND item_id=?", (*key, item_id))]
+
+
+def members(con: sqlite3.Connection, key: Key) -> list[tuple[str, str]]:
+    """(item id, sortable start) of every record."""
+    return con.execute("SELECT item_id, start FROM records WHERE catalog=? AND collection=?", key).fetchall()
+
+
+def record_details(con: sqlite3.Connection, key: Key) -> dict[str, tuple]:
+    """Item id -> (shard, body digest, offset, length, start, end, w, s, e, n)."""
+    rows = con.execute("SELECT item_id, shard, body_digest, cache_off, cache_len, start, end, w, s, e, n FROM records WHERE catalog=? AND collection=?", key)
+    return {r[0]: r[1:] for r in rows}
+
+
+def forget_shards(con: sqlite3.Connection, key: Key, shards: list[str]) -> None:
+    """Source files that are gone: their records and failures go (their items count as removed)."""
+    with Transaction(con):
+        for s in shards:
+            for table in ("shards", "records", "failures"):
+                con.execute(f"DELETE FROM {table} WHERE catalog=? AND collection=? AND shard=?", (*key, s))
+
+
+def was_patched(con: sqlite3.Connection, key: Key) -> bool:
+    """Did a patch touch the collection at its last build?"""
+    sql = "SELECT 1 FROM patch_stats WHERE catalog=? AND collection=? UNION SELECT 1 FROM outputs WHERE catalog=? AND collection=? AND patch_digest IS NOT NULL LIMIT 1"
+    return con.execute(sql, (*key, *key)).fetchone() is not None
+
+
+def item_outputs(con: sqlite3.Connection, key: Key) -> dict[str, tuple]:
+    """Item id -> (path, body digest, patch digest) of every item file written."""
+    return {r[0]: r[1:] for r in con.execute("SELECT item_id, path, body_digest, patch_digest FROM outputs WHERE catalog=? AND collection=? AND kind='item'", key)}
+
+
+def structure(con: sqlite3.Connection, key: Key) -> str | None:
+    """The digest of the layout tree at the collection's last build (None: never built)."""
+    row = con.execute("SELECT structure FROM aggregates WHERE catalog=? AND collection=?", key).fetchone()
+    return row[0] if row else None
+
+
+def catalog_documents(con: sqlite3.Connection, key: Key) -> dict[str, str]:
+    """Path -> sha256 of the collection's sub-catalog documents."""
+    return dict(con.execute("SELECT path, sha256 FROM outputs WHERE catalog=? AND collection=? AND item_id IS NULL AND kind='catalog'", key).fetchall())
+
+
+def journal(con: sqlite3.Connection, catalog: str, collection: str, paths: list[str]) -> None:
+    """Paths about to be written or deleted: undone by the next build if this one stops."""
+    with Transaction(con):
+        con.executemany("INSERT INTO pending VALUES (?,?,?)", [(catalog, collection, p) for p in paths])
+
+
+def save_step(con: sqlite3.Connection, key: Key, *, deletes: list[str], items: list[tuple], documents: list[tuple], patch_stats: list[tuple],
+              patch_failures: list[tuple], aggregate: tuple, run_id: str, report: dict) -> None:
+    """Commit what the collection step wrote and deleted, in one transaction: output rows of item
+    files (path, item id, body digest, sha256, size, patch digest) and documents (path, sha256,
+    size), patch stats and failures, the aggregate (input digest, structure, patches digest);
+    the journal and the item queue are emptied, and the report saved."""
+    from stacgit.state.reports import save_report
+
+    catalog, collection = key
+    with Transaction(con):
+        con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(catalog, p) for p in deletes])
+        con.executemany("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
+                        [(catalog, w[0], collection, w[1], "item", w[2], w[3], w[4], w[5] if len(w) > 5 else None) for w in items])
+        con.executemany("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)",
+                        [(catalog, p, collection, None, "catalog", None, sha, size, None) for p, sha, size in documents])
+        con.execute("DELETE FROM patch_stats WHERE catalog=? AND collection=?", key)
+        con.executemany("INSERT INTO patch_stats VALUES (?,?,?,?,?,?,?,?)", [(*key, *row) for row in patch_stats])
+        con.execute("DELETE FROM patch_failures WHERE catalog=? AND collection=?", key)
+        con.executemany("INSERT INTO patch_failures VALUES (?,?,?,?,?,?)", patch_failures)
+        con.execute("DELETE FROM pending WHERE catalog=? AND collection=?", key)
+        con.execute("DELETE FROM item_queue WHERE catalog=? AND collection=?", key)
+        con.execute("INSERT OR REPLACE INTO aggregates VALUES (?,?,?,?,?,?)", (*key, *aggregate, None))
+        save_report(con, run_id, f"collection:{catalog}/{collection}", report)
