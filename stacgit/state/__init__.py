@@ -11,7 +11,6 @@ from stacgit.state.store import (
     SCHEMA_VERSION,
     STAC_KINDS,
     Transaction,
-    close_all,
     connect,
     drop_catalog,
     drop_collection,
@@ -26,7 +25,7 @@ from stacgit.state.store import (
 )
 
 __all__ = [
-    "COLLECTION_TABLES", "EVERY_ITEM", "SCHEMA_VERSION", "STAC_KINDS", "Transaction", "close_all", "connect", "drop_catalog",
+    "COLLECTION_TABLES", "EVERY_ITEM", "SCHEMA_VERSION", "STAC_KINDS", "Transaction", "connect", "drop_catalog",
     "drop_collection", "is_outdated", "item_count", "item_signatures", "known_collections", "only_queued",
     "outputs_under", "reset", "state_path",
 ]

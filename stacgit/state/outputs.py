@@ -19,11 +19,6 @@ def item_output(con: sqlite3.Connection, catalog: str, item_id: str) -> str | No
     return row[0] if row else None
 
 
-def first_item_output(con: sqlite3.Connection, catalog: str) -> tuple[str, str]:
-    """(item id, path) of a catalog's first item, in id order."""
-    return con.execute("SELECT item_id, path FROM outputs WHERE catalog=? AND kind='item' ORDER BY item_id LIMIT 1", (catalog,)).fetchone()
-
-
 def forget_item_output(con: sqlite3.Connection, catalog: str, item_id: str) -> None:
     """Drop an item's output row, as a lost row would be lost."""
     con.execute("DELETE FROM outputs WHERE catalog=? AND item_id=?", (catalog, item_id))

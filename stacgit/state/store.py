@@ -199,13 +199,6 @@ def connect(state_dir: Path) -> sqlite3.Connection:
     return con
 
 
-def close_all() -> None:
-    """Close this process's connections (the next ``connect`` opens and checks the store again)."""
-    for con in _CONNECTIONS.values():
-        con.close()
-    _CONNECTIONS.clear()
-
-
 def is_outdated(state_dir: Path) -> bool:
     """True when a state store exists but was written with another schema version."""
     path = state_path(state_dir)
