@@ -232,7 +232,7 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
 
     _tidy_pieces(project, coll, parts)
     current = {piece_path(coll, part) for part in parts} if coll.pgstac else set()
-    further, further_gone = write_further(con, coll, out_dir, tmp_dir, parts, dirty, replaced)
+    further, further_gone = write_further(con, coll, out_dir, tmp_dir, parts, dirty, replaced, config_changed)
 
     with st.Transaction(con):
         for part in deleted_parts:

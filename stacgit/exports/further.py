@@ -25,8 +25,13 @@ def further_outputs(con, key: tuple[str, str]) -> dict[str, str]:
     return outputs.further_outputs(con, key, BUILT_IN_KINDS)
 
 
-def write_further(con, coll: CollectionSpec, out_dir: Path, tmp_dir: Path, parts: set[str], dirty: set[str], replaced: set[str]) -> tuple[list[tuple], list[str]]:
-    """(path, sha256, size, format) of the files written, and the paths removed."""
+def write_further(con, coll: CollectionSpec, out_dir: Path, tmp_dir: Path, parts: set[str], dirty: set[str], replaced: set[str],
+                  config_changed: bool) -> tuple[list[tuple], list[str]]:
+    """(path, sha256, size, format) of the files written, and the paths removed. A collection
+    that asks for no further format has none to remove unless its export settings changed (a
+    format dropped from ``outputs:``): it does not scan its outputs on every export."""
+    if not coll.outputs and not config_changed:
+        return [], []
     key = (coll.catalog_id, coll.id)
     known = further_outputs(con, key)
     written: list[tuple] = []

@@ -1,5 +1,5 @@
-"""What the build wrote (``outputs``), what its exports hold (``exported``) and what it validated
-(``verdicts``), as callers outside the engine read them."""
+"""What the build wrote (``outputs``) and what its exports hold (``exported``), as callers
+outside the engine read them (verdicts: ``state.verdicts``)."""
 
 from __future__ import annotations
 
@@ -30,11 +30,6 @@ def exported_count(con: sqlite3.Connection, item_id: str) -> int:
 
 def forget_exported(con: sqlite3.Connection, catalog: str, item_id: str) -> None:
     con.execute("DELETE FROM exported WHERE catalog=? AND item_id=?", (catalog, item_id))
-
-
-def verdicts(con: sqlite3.Connection) -> list[tuple]:
-    """(path, sha256, schema set, status, detail) of every stored verdict, by path."""
-    return con.execute("SELECT path, sha256, set_id, status, detail FROM verdicts ORDER BY path").fetchall()
 
 
 def built_catalogs(con: sqlite3.Connection) -> set[str]:

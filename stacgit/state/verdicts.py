@@ -94,3 +94,8 @@ def iter_verdicts(con: sqlite3.Connection, catalog: str, failing_only: bool) -> 
         yield from rows
     finally:
         rows.close()
+
+
+def all_verdicts(con: sqlite3.Connection) -> list[tuple]:
+    """(path, sha256, schema set, status, detail) of every stored verdict, by path."""
+    return con.execute("SELECT path, sha256, set_id, status, detail FROM verdicts ORDER BY path").fetchall()

@@ -187,25 +187,25 @@ def test_third_party_extension_package(tmp_path, schema_mirror, repo):
 def test_validation_in_pages_gives_the_same_verdicts(repo, schema_mirror, monkeypatch):
     from stacgit import state as st
     from stacgit import verdicts as verdicts_module
-    from stacgit.state import outputs, queues
+    from stacgit.state import queues, verdicts
 
     rules = repo / "schemas/usgs.gov/3dep/tile-rules.json"
     rules.write_text(rules.read_text().replace('"QL 0", "QL 1", "QL 2", "QL 3"', '"QL 0", "QL 1"'))  # some items invalid
     built = stacgit(repo, "build", "-j", "1", "--json")
     assert built.exit_code == 1 and built.json["validation"]["invalid"] > 0
     con = st.connect(repo / ".stacgit")
-    whole, report = outputs.verdicts(con), stacgit(repo, "validate", "--json").json
+    whole, report = verdicts.all_verdicts(con), stacgit(repo, "validate", "--json").json
     assert len(whole) == built.json["validation"]["validated"] > 8
     queues.requeue_validation(con)  # forget every verdict, and queue every document again
     monkeypatch.setattr(verdicts_module, "PAGE", 4)  # many pages, each committed on its own
     paged = stacgit(repo, "validate", "--json")
     assert paged.exit_code == 1 and paged.json == report
-    assert outputs.verdicts(con) == whole
+    assert verdicts.all_verdicts(con) == whole
 
 
 def test_verdicts_of_removed_outputs_are_dropped(repo, schema_mirror):
     from stacgit import state as st
-    from stacgit.state import outputs
+    from stacgit.state import outputs, verdicts as stored
 
     build(repo)
     csv = repo / CSV
@@ -214,7 +214,7 @@ def test_verdicts_of_removed_outputs_are_dropped(repo, schema_mirror):
     csv.write_text("".join(lines[:4] + lines[5:]))
     build(repo)
     con = st.connect(repo / ".stacgit")
-    verdicts = [v[0] for v in outputs.verdicts(con)]
+    verdicts = [v[0] for v in stored.all_verdicts(con)]
     assert verdicts == outputs.document_paths(con) and not any(gone in p for p in verdicts)
 
 
