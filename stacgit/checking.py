@@ -15,7 +15,7 @@ from stacgit.hashing import pretty_json, sha256_file
 from stacgit.plan import extension_uses, get_mapping
 from stacgit.project import Project
 from stacgit.schemas import SchemaStore, SchemaUnavailable, pull
-from stacgit.validate import Report, Validator, collect_targets, core_schema_url, read_documents, validate_targets
+from stacgit.validate import ValidationReport, Validator, collect_targets, core_schema_url, read_documents, validate_targets
 from stacgit.verdicts import stored_report, validate_catalog
 
 LOCK_FILE = "schemas.lock.json"
@@ -32,7 +32,7 @@ def add_schema_dirs(dirs: tuple[str, ...]) -> None:
     os.environ["STACGIT_SCHEMA_DIR"] = os.pathsep.join([str(Path(d).resolve()) for d in dirs] + ([current] if current else []))
 
 
-def validate_paths(paths: list[str], project: Project | None, online: bool, jobs: int, schema_only: bool = False) -> Report:
+def validate_paths(paths: list[str], project: Project | None, online: bool, jobs: int, schema_only: bool = False) -> ValidationReport:
     """Any STAC JSON / NDJSON files or directories (no state, nothing cached). A directory with
     a catalog.json or collection.json at its top is a tree (links are checked against it);
     any other holds loose documents."""
@@ -45,7 +45,7 @@ def validate_paths(paths: list[str], project: Project | None, online: bool, jobs
     return report
 
 
-def validate_built(project: Project, catalog_ids: list[str], jobs: int) -> Report:
+def validate_built(project: Project, catalog_ids: list[str], jobs: int) -> ValidationReport:
     """Catalogs of the repository as built: documents without a current verdict (a
     ``--no-validate`` build, changed schemas) are validated now, then every stored verdict is
     reported. Offline, with the same schema store as the build."""
@@ -64,7 +64,7 @@ def validate_built(project: Project, catalog_ids: list[str], jobs: int) -> Repor
     return stored_report(con, catalog_ids, lambda c: f"{rel}/{c}")
 
 
-def run_validate(targets: tuple[str, ...], repo: str, online: bool, jobs: int, schema_only: bool = False) -> Report:
+def run_validate(targets: tuple[str, ...], repo: str, online: bool, jobs: int, schema_only: bool = False) -> ValidationReport:
     project = None
     try:
         project = Project.discover(repo)
@@ -75,7 +75,7 @@ def run_validate(targets: tuple[str, ...], repo: str, online: bool, jobs: int, s
         return validate_built(project, sorted(project.catalogs), jobs)  # type: ignore[union-attr]
     catalogs = [t for t in targets if project is not None and t in project.catalogs and not Path(t).exists()]
     paths = [t for t in targets if t not in catalogs]
-    report = Report()
+    report = ValidationReport()
     if catalogs:
         report.merge(validate_built(project, catalogs, jobs))  # type: ignore[arg-type]
     if paths:
@@ -197,7 +197,7 @@ def _mirror_provenance(mirror: Path) -> dict[str, str]:
     return out
 
 
-def format_report(report: Report, max_groups: int = 20) -> str:
+def format_report(report: ValidationReport, max_groups: int = 20) -> str:
     data = report.to_json()
     lines = [
         f"checked {data['checked']}: valid {data['valid']}, invalid {data['invalid']}, schema unavailable {data['schema_unavailable']}"

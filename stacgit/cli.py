@@ -131,7 +131,7 @@ def init(directory: Path) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def snapshot(catalog: str | None, collection: str | None, repo: str, all_: bool, as_json: bool) -> None:
     """Fetch remote sources (STAC APIs) into catalogs/<c>/snapshots/; exit 1 if any failed."""
-    from stacgit.snapshot import run_snapshot
+    from stacgit.snapshot import format_summary, run_snapshot
 
     if all_ and catalog:
         _fail(ConfigError("--all refreshes every source; do not name a catalog"))
@@ -140,18 +140,11 @@ def snapshot(catalog: str | None, collection: str | None, repo: str, all_: bool,
     except StacgitError as exc:
         _fail(exc)
     if as_json:
-        _print_json(result)
+        _print_json(result.to_json())
     else:
-        for key, r in result["collections"].items():
-            state = "complete" if r["complete"] else "INCOMPLETE (previous snapshot kept)"
-            click.echo(f"{key}: {r['records']} records: {r['added']} added, {r['changed']} changed, {r['removed']} removed; {state}")
-            if r["quarantined"]:
-                click.echo(f"  {r['quarantined']} invalid item(s) quarantined, e.g. {r['quarantined_examples'][0]}")
-            for n in r.get("notes", []):
-                click.echo(f"  note: {n}")
-            for w in r["failed_windows"]:
-                click.echo(f"  failed window {w['window']}: {w['error']}", err=True)
-    sys.exit(0 if result["complete"] else 1)
+        for line, to_stderr in format_summary(result):
+            click.echo(line, err=to_stderr)
+    sys.exit(0 if result.complete else 1)
 
 
 @cli.command()
@@ -401,7 +394,7 @@ def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, b
     except StacgitError as exc:
         _fail(exc)
     if as_json:
-        _print_json(summary)
+        _print_json(summary.to_json())
     else:
         click.echo(format_summary(summary))
 

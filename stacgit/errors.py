@@ -8,6 +8,16 @@ StacgitError
  +-- BuildError         a build step failed
  +-- PublishError       a publish cannot start or did not finish (the live root stays complete)
       +-- StalePublishError  the target was published from elsewhere since this build's base
+
+Warnings are not raised: a build, snapshot or publish goes on and its report carries them, as
+instances of one tree, so a library user can tell them apart by class and the CLI prints each as
+``warning: <message>``:
+
+StacgitWarning
+ +-- PatchWarning        a patch that selects nothing, or a patch file not committed yet
+ +-- EmptyCollectionWarning  a collection whose source has no records (an emptied file?)
+ +-- ColumnDriftWarning  a field whose type differs between items: its GeoParquet column is JSON text
+ +-- TargetWarning       a publish target holds something this build cannot account for
 """
 
 from __future__ import annotations
@@ -60,3 +70,42 @@ class PublishError(StacgitError):
 
 class StalePublishError(PublishError):
     """The target's manifest changed since this build's base: someone else published."""
+
+
+class StacgitWarning(UserWarning):
+    """Something a user probably did not mean, which did not stop the command. ``str(w)`` is
+    the one-line message; ``subject`` names what it is about (a file, a collection, a path)."""
+
+    def __init__(self, message: str, subject: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.subject = subject
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.message == self.message
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.message))
+
+    def to_json(self) -> str:
+        """Reports give warnings as their messages, as they always did."""
+        return self.message
+
+
+class PatchWarning(StacgitWarning):
+    """A patch selects no item, or its file is not committed (its changes carry the build time)."""
+
+
+class EmptyCollectionWarning(StacgitWarning):
+    """A configured collection has no items because its source has no records."""
+
+
+class ColumnDriftWarning(StacgitWarning):
+    """A field has different types in different items, so its GeoParquet column holds JSON text."""
+
+
+class TargetWarning(StacgitWarning):
+    """A publish target holds an object this build cannot account for (e.g. a change-feed record)."""

@@ -21,7 +21,7 @@ from stacgit.state import verdicts as stored
 from stacgit.hashing import digest_obj
 from stacgit.project import CatalogSpec, CollectionSpec, Project
 from stacgit.schemas import SchemaStore
-from stacgit.validate import DocResult, Report, Target, Validator, validate_targets
+from stacgit.validate import DocResult, ValidationReport, Target, Validator, validate_targets
 
 
 PAGE = 20_000
@@ -51,7 +51,7 @@ def validation_digest(project: Project, con, cat: CatalogSpec, validator: Valida
     return digest_obj([[sid, validator.fingerprint(urls)] for sid, urls, _ in stored.schema_sets(con, cat.id)])
 
 
-def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validator: Validator | None = None) -> tuple[dict, Report]:
+def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validator: Validator | None = None) -> tuple[dict, ValidationReport]:
     """Validate what has no current verdict; return this run's counts and the catalog's
     totals, and the report of what this run validated."""
     validator = validator or open_validator(project)
@@ -68,7 +68,7 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     }, run
 
 
-def validate_collection(project: Project, con, coll: CollectionSpec, validator: Validator) -> Report:
+def validate_collection(project: Project, con, coll: CollectionSpec, validator: Validator) -> ValidationReport:
     """Validate, in the collection task, the collection's documents (items, collection,
     sub-catalogs) that have no current verdict: collection tasks run beside each other, the
     catalog task runs alone after them all. What this leaves (a schema set whose schemas
@@ -76,7 +76,7 @@ def validate_collection(project: Project, con, coll: CollectionSpec, validator: 
     return _validate_queued(project, con, coll.catalog_id, {coll.id: coll.validate_schemas}, validator, 1, under=coll.id)
 
 
-def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator: Validator, jobs: int, under: str | None = None) -> Report:
+def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator: Validator, jobs: int, under: str | None = None) -> ValidationReport:
     """Validate the queued outputs of a catalog (those under the folder ``under`` only, when
     given) that have no verdict at their sha256, a page at a time; drop the verdicts of
     queued outputs that are gone, and empty the queue of what has its verdict now."""
@@ -85,7 +85,7 @@ def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator:
     stored.drop_gone(con, cat_id, lo, hi)  # verdicts of deleted outputs
     root = str(project.build_dir / cat_id)
     known = stored.known_sets(con, cat_id)
-    run = Report()
+    run = ValidationReport()
     after = lo
     # fresh processes: forked from this one they would each start with (and count as)
     # everything the build task holds. They start on the first page large enough to need them.
@@ -122,10 +122,10 @@ def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator:
     return run
 
 
-def stored_report(con, catalog_ids: list[str], root_of, failing_only: bool = False, limit: int | None = None) -> Report:
+def stored_report(con, catalog_ids: list[str], root_of, failing_only: bool = False, limit: int | None = None) -> ValidationReport:
     """The report of built catalogs from their stored verdicts (no file is read); with
     ``failing_only`` just the documents that are not valid, at most ``limit`` of them."""
-    report = Report()
+    report = ValidationReport()
     left = limit
     for cat_id in catalog_ids:
         root = root_of(cat_id)

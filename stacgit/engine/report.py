@@ -11,8 +11,9 @@ from stacgit.engine.items import patch_location, patch_reason
 from stacgit.engine.shard import failure_message, location
 from stacgit import state as st
 from stacgit.state import reports
+from stacgit.errors import ColumnDriftWarning, EmptyCollectionWarning, PatchWarning, StacgitWarning
 from stacgit.project import Project
-from stacgit.validate import Report
+from stacgit.validate import ValidationReport
 from stacgit.verdicts import stored_report
 
 
@@ -28,7 +29,7 @@ class BuildReport:
     patches: dict  # patch file -> matched, patched, deleted, failed
     exports: dict  # partitions_written, partitions_deleted
     validation: dict
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[StacgitWarning] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)  # unit, message
     seconds: float | None = None
 
@@ -39,6 +40,7 @@ class BuildReport:
 
     def to_json(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "seconds"}
+        out["warnings"] = [w.to_json() for w in self.warnings]
         if self.seconds is not None:
             out["seconds"] = self.seconds
         return out
@@ -107,12 +109,12 @@ def summarize(project: Project, run_id: str, failures: list[tuple[str, str]]) ->
     ]
     patches, warnings = _patch_audit(project, con, counts)
     warnings += [
-        f"collection {coll.key} has no items: its source has no records (an emptied file?); publish refuses to delete its published items without --allow-deletes"
+        EmptyCollectionWarning(f"collection {coll.key} has no items: its source has no records (an emptied file?); publish refuses to delete its published items without --allow-deletes", coll.key)
         for coll in project.iter_collections()
         if not counts.get((coll.catalog_id, coll.id)) and not any(e["unit"].partition(":")[2].startswith(coll.key) for e in errors)
     ]
     warnings += [
-        f"collection {coll.key}: {drift}"
+        ColumnDriftWarning(f"collection {coll.key}: {drift}", coll.key)
         for coll in project.iter_collections()
         if coll.geoparquet and coll.geoparquet["undeclared"] == "infer" and counts.get((coll.catalog_id, coll.id))
         for drift in exports.item_columns(project, coll).drift
@@ -157,7 +159,7 @@ def _verdict_summary(con) -> dict:
     if saved is not None:
         return saved
     totals = reports.verdict_totals(con)
-    report = Report()
+    report = ValidationReport()
     if totals.get("invalid") or totals.get("schema_unavailable"):
         report = stored_report(con, reports.catalogs_not_valid(con), lambda c: f"build/{c}", failing_only=True, limit=100_000)
     full = report.to_json()
@@ -173,7 +175,7 @@ def _verdict_summary(con) -> dict:
     return summary
 
 
-def _patch_audit(project: Project, con, counts: dict[tuple[str, str], int]) -> tuple[dict, list[str]]:
+def _patch_audit(project: Project, con, counts: dict[tuple[str, str], int]) -> tuple[dict, list[StacgitWarning]]:
     """Per patch file: items matched, patched, deleted and failed, and its commit time (an
     audit log of what the patches do to the current build); id selectors that match nothing
     are errors, CQL2 selectors that match nothing are warnings."""
@@ -183,7 +185,7 @@ def _patch_audit(project: Project, con, counts: dict[tuple[str, str], int]) -> t
     times = gitinfo.commit_times(project.root, sorted({p.file for p in project.patches}))
     files: dict[str, dict] = {}
     errors: list[str] = []
-    warnings: list[str] = []
+    warnings: list[StacgitWarning] = []
     for p in project.patches:
         f = files.setdefault(p.file, {"documents": 0, "matched": 0, "patched": 0, "deleted": 0, "failed": 0, "committed": times[p.file]})
         f["documents"] += 1
@@ -206,10 +208,10 @@ def _patch_audit(project: Project, con, counts: dict[tuple[str, str], int]) -> t
                 errors.append(f"{p.where}: select.ids: no item {shown} in {p.catalog}/{p.collection}")
         elif rows and sum(r[2] for r in rows) == 0:
             total = sum(n for (c, coll), n in counts.items() if c == p.catalog and p.collection in ("*", coll))
-            warnings.append(f"{p.where}: select matched 0 of {total} items in {p.catalog}/{p.collection}")
+            warnings.append(PatchWarning(f"{p.where}: select matched 0 of {total} items in {p.catalog}/{p.collection}", p.file))
     for name, f in files.items():
         if f["committed"] == gitinfo.UNCOMMITTED and f["patched"]:
-            warnings.append(f"{name} is not committed: the items it changes carry this build's time as `updated`")
+            warnings.append(PatchWarning(f"{name} is not committed: the items it changes carry this build's time as `updated`", name))
     files["__errors__"] = errors
     return files, warnings
 

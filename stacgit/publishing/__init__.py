@@ -28,6 +28,7 @@ from stacgit.stores import Target, open_store
 from stacgit.publishing.plan import (
     CONTENT_TYPES, check_base, check_base_url, check_fresh, check_guards, classify, plan_catalog, render_absolute, stale_units,
 )
+from stacgit.publishing.report import CatalogPublish, PublishReport, format_summary
 from stacgit.publishing.sync import execute, record_file, verify_catalog
 
 
@@ -46,9 +47,9 @@ def run_publish(
     progress: bool = True,
     allow_failures: bool = False,
     allow_deletes: bool = False,
-) -> dict:
+) -> PublishReport:
     """Publish one catalog or every catalog of the project to ``to`` (``s3://bucket/prefix``
-    or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``). Returns the summary."""
+    or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``). Returns what it did."""
     target = Target.parse(to)
     if endpoint_url and target.scheme != "s3":
         raise ConfigError(f"--endpoint-url applies to s3:// targets, not {to}")
@@ -56,7 +57,7 @@ def run_publish(
     stale: list | None = None
     record_path = record_file(project, target)
     record = orjson.loads(record_path.read_bytes()) if record_path.exists() else {}
-    totals = {"uploaded": 0, "unchanged": 0, "deleted": 0, "orphans": 0, "bytes": 0, "repaired": 0, "dry_run": dry_run, "catalogs": []}
+    report = PublishReport(dry_run=dry_run)
     for cat_id in catalogs:
         cat = project.catalog(cat_id)
         if base_url:
@@ -74,59 +75,23 @@ def run_publish(
         check_guards(project, plan, allow_failures, allow_deletes)
         if verify:
             verify_catalog(plan, concurrency)
-        summary = {
-            "catalog": cat_id,
-            "target": store.url,
-            "uploaded": len(plan.uploads),
-            "unchanged": len(plan.carried),
-            "deleted": len(plan.deletes) if prune else 0,
-            "orphans": 0 if prune else len(plan.deletes),
-            "bytes": sum(e.size for e in plan.uploads),
-            "repaired": plan.repaired,
-            "warnings": plan.warnings,
-        }
+        done = CatalogPublish(
+            catalog=cat_id, target=store.url, uploaded=len(plan.uploads), unchanged=len(plan.carried),
+            deleted=len(plan.deletes) if prune else 0, orphans=0 if prune else len(plan.deletes),
+            bytes=sum(e.size for e in plan.uploads), repaired=plan.repaired, warnings=plan.warnings,
+        )
         if dry_run:
-            summary.update(upload_paths=[e.rel for e in plan.uploads], delete_paths=plan.deletes if prune else [], generation=(plan.remote or {}).get("generation"))
+            done.upload_paths = [e.rel for e in plan.uploads]
+            done.delete_paths = plan.deletes if prune else []
+            done.generation = (plan.remote or {}).get("generation")
         else:
             doc = execute(project, plan, prune=prune, force=force, concurrency=concurrency, progress=progress)
-            summary.update(bytes=plan.sent_bytes, generation=doc.get("generation"), commit=doc.get("commit"))
+            done.bytes, done.generation, done.commit = plan.sent_bytes, doc.get("generation"), doc.get("commit")
             record[cat_id] = {"generation": doc.get("generation")}
             record_path.parent.mkdir(parents=True, exist_ok=True)
             record_path.write_bytes(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
-        for k in ("uploaded", "unchanged", "deleted", "orphans", "bytes", "repaired"):
-            totals[k] += summary[k]
-        totals["catalogs"].append(summary)
-    return totals
+        report.catalogs.append(done)
+    return report
 
 
-def format_summary(summary: dict) -> str:
-    lines = []
-    verb = "would upload" if summary["dry_run"] else "uploaded"
-    for s in summary["catalogs"]:
-        line = f"{s['catalog']} -> {s['target']}: {s['uploaded']:,} {verb} ({_size(s['bytes'])}), {s['unchanged']:,} unchanged, {s['deleted']:,} deleted"
-        if s["orphans"]:
-            line += f", {s['orphans']:,} removed from the build but left on the target (--prune deletes them)"
-        if s["repaired"]:
-            line += f", {s['repaired']:,} repaired"
-        if s.get("generation") is not None and not summary["dry_run"]:
-            line += f"; generation {s['generation']}" + (f" (commit {s['commit'][:12]})" if s.get("commit") else "")
-        lines.append(line)
-        for w in s["warnings"]:
-            lines.append(f"warning: {w}")
-        if summary["dry_run"]:
-            for label, paths in (("upload", s["upload_paths"]), ("delete", s["delete_paths"])):
-                lines += [f"  {label} {p}" for p in paths[:20]]
-                if len(paths) > 20:
-                    lines.append(f"  ... {len(paths) - 20:,} more to {label}")
-    return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
-__all__ = ["CONTENT_TYPES", "classify", "execute", "format_summary", "plan_catalog", "render_absolute", "run_publish"]
+__all__ = ["CONTENT_TYPES", "CatalogPublish", "PublishReport", "classify", "execute", "format_summary", "plan_catalog", "render_absolute", "run_publish"]

@@ -13,7 +13,7 @@ import orjson
 
 from stacgit import output_formats
 from stacgit import gitinfo
-from stacgit.errors import ConfigError, PublishError, StacgitError, StalePublishError
+from stacgit.errors import ConfigError, PublishError, StacgitError, StacgitWarning, StalePublishError
 from stacgit.hashing import pretty_json, sha256_bytes
 from stacgit.project import Project
 from stacgit.stores import Store, check_rel
@@ -150,7 +150,7 @@ class CatalogPlan:
     changes: list[Change] = field(default_factory=list)  # items added, updated, deleted since the last publish
     repaired: int = 0
     sent_bytes: int = 0
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[StacgitWarning] = field(default_factory=list)
 
 
 def _read_build_manifest(out_dir: Path, catalog: str) -> dict[str, dict]:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from stacgit import gitinfo
-from stacgit.errors import PublishError, StalePublishError
+from stacgit.errors import PublishError, StalePublishError, TargetWarning
 from stacgit.hashing import sha256_bytes, sha256_file
 from stacgit.project import Project
 from stacgit.stores import LARGE, Conflict, Store, Target
@@ -49,7 +49,7 @@ def verify_catalog(plan: CatalogPlan, concurrency: int) -> None:
             plan.uploads.append(plan.desired[rel])
             plan.repaired += 1
         else:
-            plan.warnings.append(f"{plan.store.url}{rel}: a change-feed record published earlier is missing or altered, and this build does not have it")
+            plan.warnings.append(TargetWarning(f"{plan.store.url}{rel}: a change-feed record published earlier is missing or altered, and this build does not have it", rel))
     tracked = set(plan.carried) | set(plan.desired) | set(plan.deletes)
     plan.deletes = sorted(set(plan.deletes) | {rel for rel in listing if rel not in tracked and not rel.startswith(".stacgit/")})
 

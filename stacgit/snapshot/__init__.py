@@ -33,7 +33,7 @@ from stacgit.hashing import digest_obj, pretty_json
 from stacgit.project import CollectionSpec, Project
 from stacgit.sources.stacapi import ApiQuery, FetchError, Http, Window, WindowTooBig, fetch_window, probe_method, split_windows
 from stacgit.snapshot.http_json import snapshot_http_json
-from stacgit.snapshot.items import CHECKPOINT_FORMAT, CollectionReport, dirs, finish_incomplete, item_id, keyed_line, normalise, partition_of
+from stacgit.snapshot.items import CHECKPOINT_FORMAT, CollectionReport, SnapshotReport, format_summary, dirs, finish_incomplete, item_id, keyed_line, normalise, partition_of
 from stacgit.snapshot.partitions import Spool, write_if_changed, write_partitions
 
 
@@ -50,14 +50,13 @@ def snapshot_collections(project: Project, catalog: str | None = None, collectio
     return colls
 
 
-def run_snapshot(project: Project, catalog: str | None = None, collection: str | None = None, env: dict | None = None, transport=None) -> dict:
-    """Snapshot the selected collections; the summary ``stacgit snapshot --json`` prints."""
+def run_snapshot(project: Project, catalog: str | None = None, collection: str | None = None, env: dict | None = None, transport=None) -> SnapshotReport:
+    """Snapshot the selected collections (``stacgit snapshot --json`` prints ``to_json()``)."""
     env = dict(os.environ) if env is None else env
-    out: dict[str, dict] = {}
+    out = SnapshotReport()
     for coll in snapshot_collections(project, catalog, collection):
-        report = asyncio.run(snapshot_collection(project, coll, env, transport))
-        out[coll.key] = report.to_dict()
-    return {"collections": out, "complete": all(r["complete"] for r in out.values())}
+        out.collections[coll.key] = asyncio.run(snapshot_collection(project, coll, env, transport))
+    return out
 
 
 async def snapshot_collection(project: Project, coll: CollectionSpec, env: dict, transport=None) -> CollectionReport:
@@ -157,4 +156,4 @@ def _write_snapshot(coll: CollectionSpec, q: ApiQuery, report: CollectionReport,
     write_if_changed(out_dir / "snapshot.json", pretty_json(meta))
 
 
-__all__ = ["CollectionReport", "normalise", "partition_of", "run_snapshot", "snapshot_collection", "snapshot_collections"]
+__all__ = ["CollectionReport", "SnapshotReport", "format_summary", "normalise", "partition_of", "run_snapshot", "snapshot_collection", "snapshot_collections"]

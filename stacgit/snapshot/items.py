@@ -52,7 +52,7 @@ class CollectionReport:
         if len(self.quarantined_examples) < QUARANTINE_EXAMPLES:
             self.quarantined_examples.append({"id": ident, "reason": why})
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict:
         return {
             "records": self.records,
             "added": self.added,
@@ -68,6 +68,34 @@ class CollectionReport:
             "method": self.method,
             "notes": self.notes,
         }
+
+
+@dataclass
+class SnapshotReport:
+    """What ``stacgit snapshot`` did, per collection key; ``complete`` when every window of every
+    collection was fetched (an incomplete one kept its previous files)."""
+
+    collections: dict[str, CollectionReport] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return all(r.complete for r in self.collections.values())
+
+    def to_json(self) -> dict:
+        return {"collections": {k: r.to_json() for k, r in self.collections.items()}, "complete": self.complete}
+
+
+def format_summary(report: SnapshotReport) -> list[tuple[str, bool]]:
+    """Lines for people, each with whether it belongs on stderr."""
+    lines = []
+    for key, r in report.collections.items():
+        state = "complete" if r.complete else "INCOMPLETE (previous snapshot kept)"
+        lines.append((f"{key}: {r.records} records: {r.added} added, {r.changed} changed, {r.removed} removed; {state}", False))
+        if r.quarantined:
+            lines.append((f"  {r.quarantined} invalid item(s) quarantined, e.g. {r.quarantined_examples[0]}", False))
+        lines += [(f"  note: {n}", False) for n in r.notes]
+        lines += [(f"  failed window {w['window']}: {w['error']}", True) for w in r.failed_windows]
+    return lines
 
 
 def _normal_time(value):

@@ -12,8 +12,8 @@ both give the same verdict on every document of the test corpus.
 
 from stacgit.extensions import Problem
 from stacgit.validate.core import DocResult, Validator, core_schema_url, short_message
-from stacgit.validate.report import Report
+from stacgit.validate.report import ValidationReport
 from stacgit.validate.targets import Target, collect_targets, read_documents, validate_targets, walk_targets
 
-__all__ = ["DocResult", "Problem", "Report", "Target", "Validator", "collect_targets", "core_schema_url", "read_documents",
+__all__ = ["DocResult", "Problem", "ValidationReport", "Target", "Validator", "collect_targets", "core_schema_url", "read_documents",
            "short_message", "validate_targets", "walk_targets"]

@@ -9,7 +9,7 @@ from stacgit.validate.core import DocResult, EXAMPLES_PER_GROUP
 
 
 @dataclass
-class Report:
+class ValidationReport:
     checked: int = 0
     valid: int = 0
     invalid: int = 0
@@ -61,7 +61,7 @@ class Report:
         if len(g[1]) < EXAMPLES_PER_GROUP:
             g[1].append({"id": item_id, "path": path, "pointer": "/id", "first": first})
 
-    def merge(self, other: "Report") -> None:
+    def merge(self, other: "ValidationReport") -> None:
         for k in ("checked", "valid", "invalid", "schema_unavailable"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
         for key, (count, examples) in other.groups.items():

@@ -21,7 +21,7 @@ PARALLEL_MIN = 2000
 """Fewer target files than this are validated in this process (a pool costs more)."""
 READ_BATCH = 256
 """Files read ahead at a time."""
-from stacgit.validate.report import Report
+from stacgit.validate.report import ValidationReport
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,9 @@ def _file_of(t: Target) -> str:
     return t.file
 
 
-def _validate_chunk(args: tuple) -> tuple[Report, list, list]:
+def _validate_chunk(args: tuple) -> tuple[ValidationReport, list, list]:
     validator, units, keep, identities = args
-    report = Report()
+    report = ValidationReport()
     idents: list[tuple] = []
     kept: list[tuple] = []
     targets = itertools.chain.from_iterable(walk_targets(u) if isinstance(u, Subtree) else (u,) for u in units)
@@ -160,7 +160,7 @@ def _chunks(units: list, jobs: int) -> list[list]:
 
 def validate_targets(
     validator: Validator, targets: list[Target | Subtree], jobs: int = 1, keep: bool = False, identities: bool = True, pool: ProcessPoolExecutor | None = None
-) -> tuple[Report, list]:
+) -> tuple[ValidationReport, list]:
     """Validate files and subtrees (in ``jobs`` processes when there are many; in ``pool``
     when given). Returns the report and, with ``keep``, (file, status, result row, schema
     urls) for every document. ``identities`` reports an item id seen twice in a collection
@@ -171,7 +171,7 @@ def validate_targets(
         work = [(validator, c, keep, identities) for c in _chunks(targets, jobs)]
         with contextlib.nullcontext(pool) if pool is not None else ProcessPoolExecutor(max_workers=jobs) as workers:
             parts = list(workers.map(_validate_chunk, work))
-    report = Report()
+    report = ValidationReport()
     kept: list = []
     for part, idents, rows in parts:
         report.merge(part)

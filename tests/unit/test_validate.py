@@ -290,7 +290,7 @@ def test_stored_report_counts_repeated_verdicts_as_adding_each_does(tmp_path):
     import random
 
     from stacgit import state as st
-    from stacgit.validate import DocResult, Problem, Report
+    from stacgit.validate import DocResult, Problem, ValidationReport
     from stacgit.verdicts import stored_report
 
     rnd = random.Random(3)
@@ -310,7 +310,7 @@ def test_stored_report_counts_repeated_verdicts_as_adding_each_does(tmp_path):
     con.executemany("INSERT INTO verdicts VALUES (?,?,?,?,?,?,?,?)", rows)
     for failing_only in (False, True):
         for limit in (None, 0, 1, 7, 399, 400, 401, 650, 10_000):
-            expected = Report()
+            expected = ValidationReport()
             for cat in ("a", "b"):
                 for _, path, _, item_id, _, _, status, detail in sorted(r for r in rows if r[0] == cat):
                     if (failing_only and status == "valid") or (limit is not None and expected.checked >= limit):
