@@ -19,14 +19,12 @@ from stacgit.hashing import digest_obj, sha256_bytes, sha256_file
 from stacgit.mapping import item_columns as mapping_columns
 from stacgit.plan import Reason, StaleUnit, export_task, extension_uses, get_mapping
 from stacgit.project import CollectionSpec, Project
-from stacgit.exports.changes import (
-    collection_input, convert_changed, counts_agree, find_changes, insert_rows, member_rows, partition_segments, piece_growth,
-    read_known_parts, read_old_keys, read_piece_sizes,
-)
+from stacgit.state import exports as ex
+from stacgit.exports.changes import convert_changed, counts_agree, find_changes, member_rows, partition_segments
 from stacgit.exports.further import write_further
 from stacgit.exports.geoparquet import Drift, OldPartition, Prepared, collection_doc_for_metadata, json_schema
 from stacgit.exports.partition import Member, write_partition
-from stacgit.exports.pgstac import IN_PLACE_LIMIT, Piece, Stale, piece_dirs, piece_path, pieces_dir
+from stacgit.exports.pgstac import IN_PLACE_LIMIT, Piece, Stale, pgstac_prefix, piece_dirs, piece_path, pieces_dir
 
 
 
@@ -61,16 +59,17 @@ def export_config_digest(coll: CollectionSpec, cols: C.ItemColumns | None) -> st
 def export_stale(project: Project, coll: CollectionSpec) -> StaleUnit | None:
     """Why a collection's exports are stale (None: up to date)."""
     con = st.connect(project.state_dir)
-    row = con.execute("SELECT digest, input_digest FROM export_config WHERE catalog=? AND collection=?", (coll.catalog_id, coll.id)).fetchone()
+    key = (coll.catalog_id, coll.id)
+    row = ex.last_export(con, key)
     unit = export_task(coll)
     if row is None:
         return StaleUnit(unit, Reason.NEW)
     cols = item_columns(project, coll) if coll.geoparquet else None
     if row[0] != export_config_digest(coll, cols):
         return StaleUnit(unit, Reason.CONFIG_CHANGED, "export settings or column types")
-    if row[1] is None or row[1] != collection_input(con, coll):
+    if row[1] is None or row[1] != ex.input_digest(con, key):
         return StaleUnit(unit, Reason.SOURCE_CHANGED, "items changed since the last export")
-    damaged = _damaged_parts(project, con, coll, read_known_parts(con, coll))
+    damaged = _damaged_parts(project, con, coll, ex.known_parts(con, key))
     if damaged:
         return StaleUnit(unit, Reason.OUTPUT_MODIFIED, "partition files missing or changed: " + ", ".join(sorted(damaged)))
     return None
@@ -83,7 +82,7 @@ def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str,
     parquet_dir = project.build_dir / coll.catalog_id / coll.id / "parquet"
     pdir = pieces_dir(project, coll)
     marks = _rewriting(project, coll)
-    sizes = read_piece_sizes(con, coll) if coll.pgstac else {}
+    sizes = _piece_sizes(con, coll) if coll.pgstac else {}
     damaged = set()
     for part, (_, size) in known.items():
         if (marks / part).exists():  # a rewrite in place stopped half way
@@ -95,6 +94,11 @@ def _damaged_parts(project: Project, con, coll: CollectionSpec, known: dict[str,
         if not piece.exists() or (coll.pgstac and piece.stat().st_size != sizes.get(piece_path(coll, part))):
             damaged.add(part)
     return damaged
+
+
+def _piece_sizes(con, coll: CollectionSpec) -> dict[str, int]:
+    """Published pgstac piece -> size, as the last export wrote it."""
+    return {path: size for path, _, size in st.outputs_under(con, coll.catalog_id, pgstac_prefix(coll))}
 
 
 def _rewriting(project: Project, coll: CollectionSpec) -> Path:
@@ -113,14 +117,14 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     partition = gp["partition"] if gp else "none"
     cols = item_columns(project, coll) if gp else None
     config_digest = export_config_digest(coll, cols)
-    prior_cfg = con.execute("SELECT digest FROM export_config WHERE catalog=? AND collection=?", key).fetchone()
-    config_changed = prior_cfg is None or prior_cfg[0] != config_digest
-    input_digest = collection_input(con, coll)
+    prior = ex.last_export(con, key)
+    config_changed = prior is None or prior[0] != config_digest
+    input_digest = ex.input_digest(con, key)
 
     # Which items changed since the last export, and the partitions that hold them: of the
     # queued items; of them all when the configuration changed, or when the counts show that
     # the queue missed something.
-    known_parts = read_known_parts(con, coll)
+    known_parts = ex.known_parts(con, key)
     found = find_changes(con, key, out_dir, partition, queued=not config_changed, every=config_changed)
     if not config_changed and not counts_agree(con, key, found):
         found = find_changes(con, key, out_dir, partition, queued=False)
@@ -143,16 +147,16 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     schema = json_schema(cols) if cols else None
     prepared = Prepared(cols) if cols else None
     coll_doc = collection_doc_for_metadata(out_dir, coll) if gp else {}
-    written_parts: list[tuple[str, str | None, int | None]] = []
+    written_parts: list[tuple[str, str, str | None, int | None]] = []  # part, parquet path, sha256, size
     written_pieces: list[tuple[str, str | None, int]] = []  # part, sha256 (when published), size
-    deleted_parts: list[str] = []
+    deleted_parts: list[tuple[str, str]] = []
     parquet_dir = out_dir / coll.id / "parquet"
 
     def placed(part: str, batch: list[tuple[Member, int, int]]) -> None:
-        insert_rows(con, "INSERT INTO temp.ex_rows VALUES (?,?,?,?,?,?,?)", [(m.item_id, m.sha, part, m.sort, m.path, off, ln) for m, off, ln in batch])
+        ex.stage_rows(con, [(m.item_id, m.sha, part, m.sort, m.path, off, ln) for m, off, ln in batch])
 
     # the few changed and queued items as sets: a lookup per old row in SQL cost 3 s at 800K
-    replaced = {r[0] for r in con.execute("SELECT item_id FROM temp.ex_new UNION ALL SELECT item_id FROM temp.ex_gone")}
+    replaced = ex.replaced_ids(con)
     members = functools.partial(member_rows, con, key, replaced=replaced)
     reusable = set() if config_changed else (dirty & set(known_parts)) - damaged  # the previous files are the ones the state describes
     for part in sorted(reusable):  # read whole below, one after another: let the disk start on them all now
@@ -165,25 +169,25 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         old = None
         old_ids: list[str] = []
         if part in reusable:
-            old_keys = read_old_keys(con, key, part)
+            old_keys = ex.old_keys(con, key, part)
             old = OldPartition(out_dir / pq_rel if gp else None)
             old_ids = [k[1] for k in old_keys]
             if gp and old.rows != len(old_keys):  # not the files the state describes: convert everything
                 old.close()
                 old = None
-        group = partition_segments(con, key, part, old_keys, replaced) if old is not None else members(part)
+        group = partition_segments(con, part, old_keys, replaced) if old is not None else members(part)
         first = next(group, None)
         if first is None:
             if old is not None:
                 old.close()
             (out_dir / pq_rel).unlink(missing_ok=True)
             piece_file.unlink(missing_ok=True)
-            deleted_parts.append(part)
+            deleted_parts.append((part, pq_rel))
             parts.discard(part)
             continue
         pq_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.parquet.tmp" if gp else None
         piece_tmp = tmp_dir / f"{cat_id}.{coll.id}.{part}.ndjson.tmp"
-        in_place = old is not None and piece_growth(con, cat_id, part) <= IN_PLACE_LIMIT
+        in_place = old is not None and ex.piece_growth(con, cat_id, part) <= IN_PLACE_LIMIT
         write = functools.partial(write_partition, out_dir, schema=schema, prepared=prepared, collection_doc=coll_doc, parquet_tmp=pq_tmp, on_batch=functools.partial(placed, part))
         piece = converted = None
         try:
@@ -199,15 +203,15 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
                 old.close()  # type: ignore[union-attr]
                 old = None
                 in_place = False
-                con.execute("DELETE FROM temp.ex_rows WHERE part=?", (part,))
+                ex.unstage_rows(con, part)
                 piece = Piece(piece_tmp, coll.pgstac)
                 piece_sha, piece_size = write(members(part), piece=piece, old=None)
         except Drift as d:
             for t in (pq_tmp, piece_tmp):
                 if t is not None:
                     t.unlink(missing_ok=True)
-            row = con.execute("SELECT path FROM outputs WHERE catalog=? AND collection=? AND item_id=? AND kind='item'", (*key, d.item_id)).fetchone()
-            at = f" ({cat_id}/{row[0]})" if row else ""
+            path = ex.item_path(con, key, d.item_id)
+            at = f" ({cat_id}/{path})" if path else ""
             raise BuildError(f"{coll.key}: GeoParquet schema drift: item {d.item_id!r}{at}: {d.field}: {d.reason}") from None
         finally:
             if old is not None:
@@ -217,9 +221,9 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
         if gp:
             parquet_dir.mkdir(parents=True, exist_ok=True)
             os.replace(pq_tmp, out_dir / pq_rel)
-            written_parts.append((part, sha256_file(out_dir / pq_rel), (out_dir / pq_rel).stat().st_size))
+            written_parts.append((part, pq_rel, sha256_file(out_dir / pq_rel), (out_dir / pq_rel).stat().st_size))
         else:
-            written_parts.append((part, None, None))
+            written_parts.append((part, pq_rel, None, None))
         if not in_place:
             os.replace(piece_tmp, piece_file)
         written_pieces.append((part, piece_sha, piece_size))
@@ -234,33 +238,13 @@ def export_collection(project: Project, coll: CollectionSpec, jobs: int = 1) -> 
     current = {piece_path(coll, part) for part in parts} if coll.pgstac else set()
     further, further_gone = write_further(con, coll, out_dir, tmp_dir, parts, dirty, replaced, config_changed)
 
-    with st.Transaction(con):
-        for part in deleted_parts:
-            con.execute("DELETE FROM export_parts WHERE catalog=? AND collection=? AND part=?", (*key, part))
-            con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, f"{coll.id}/parquet/{part}.parquet"))
-        for part, sha, size in written_parts:
-            con.execute("INSERT OR REPLACE INTO export_parts VALUES (?,?,?,?,?)", (*key, part, sha, size))
-            if sha is not None:
-                con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, f"{coll.id}/parquet/{part}.parquet", coll.id, None, "parquet", None, sha, size, None))
-        if gp is None:
-            con.execute("DELETE FROM outputs WHERE catalog=? AND collection=? AND kind='parquet'", key)
-        con.execute("DELETE FROM exported WHERE catalog=? AND collection=? AND item_id IN (SELECT item_id FROM temp.ex_gone)", key)
-        con.execute(  # rows updated in place (most only move to another offset)
-            "INSERT INTO exported SELECT ?, ?, item_id, sha256, part, sort, path, off, len FROM temp.ex_rows WHERE true "
-            "ON CONFLICT (catalog, collection, item_id) DO UPDATE SET sha256=excluded.sha256, part=excluded.part, "
-            "sort=excluded.sort, path=excluded.path, off=excluded.off, len=excluded.len",
-            key,
-        )
-        for part, sha, size in written_pieces:
-            if sha is not None:
-                con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, piece_path(coll, part), coll.id, None, "pgstac", None, sha, size, None))
-        for rel in read_piece_sizes(con, coll).keys() - current:  # deleted partitions, an earlier layout, pgstac turned off
-            con.execute("DELETE FROM outputs WHERE catalog=? AND path=?", (cat_id, rel))
-        for rel, sha, size, name in further:
-            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat_id, rel, coll.id, None, name, None, sha, size, None))
-        con.executemany("DELETE FROM outputs WHERE catalog=? AND path=?", [(cat_id, rel) for rel in further_gone])
-        con.execute("INSERT OR REPLACE INTO export_config VALUES (?,?,?,?)", (*key, config_digest, input_digest))
-        con.execute("DELETE FROM export_queue WHERE catalog=? AND collection=?", key)
+    files = [(piece_path(coll, part), "pgstac", sha, size) for part, sha, size in written_pieces if sha is not None]
+    files += [(rel, name, sha, size) for rel, sha, size, name in further]
+    stale_pieces = _piece_sizes(con, coll).keys() - current  # deleted partitions, pgstac turned off
+    ex.record_export(con, key, ex.ExportRecord(
+        settings_digest=config_digest, input_digest=input_digest, parts_written=written_parts, parts_deleted=deleted_parts,
+        parquet=gp is not None, files=files, files_gone=sorted(stale_pieces) + further_gone,
+    ))
     shutil.rmtree(marks, ignore_errors=True)  # the state describes the pieces rewritten in place
     return {
         "unit": "export",
@@ -296,11 +280,9 @@ def catalog_exports(project: Project, con, cat, writer) -> None:
         rel = "pgstac/collections.ndjson"
         if not (out_dir / rel).exists() or (out_dir / rel).read_bytes() != data:
             writer.write(rel, data)
-        with st.Transaction(con):
-            con.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?,?)", (cat.id, rel, "", None, "pgstac", None, sha256_bytes(data), len(data), None))
+        ex.set_catalog_file(con, cat.id, rel, "pgstac", sha256_bytes(data), len(data))
     else:
         (out_dir / "pgstac" / "collections.ndjson").unlink(missing_ok=True)
-        with st.Transaction(con):
-            con.execute("DELETE FROM outputs WHERE catalog=? AND path='pgstac/collections.ndjson'", (cat.id,))
+        ex.drop_catalog_files(con, cat.id, ["pgstac/collections.ndjson"])
 
 

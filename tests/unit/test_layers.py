@@ -32,3 +32,13 @@ def test_only_the_state_package_imports_sqlite3():
     package = ROOT / "stacgit"
     importers = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py") if "sqlite3" in _imports(p))
     assert importers and all(p.startswith("state/") for p in importers), importers
+
+
+def test_no_sql_outside_the_state_package():
+    """SQL text lives in ``stacgit/state/`` only: other modules call its named operations."""
+    import re
+
+    sql = re.compile(r"\b(SELECT .+ FROM|INSERT (OR \w+ )?INTO|DELETE FROM|UPDATE \w+ SET|CREATE (TEMP )?TABLE)\b")
+    package = ROOT / "stacgit"
+    speakers = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py") if sql.search(p.read_text()))
+    assert speakers and all(p.startswith("state/") for p in speakers), speakers
