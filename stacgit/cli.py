@@ -40,18 +40,23 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--no-validate", "no_validate", is_flag=True, help="Skip validating what the build wrote (stacgit validate catches up later).")
 @click.option("--schema-dir", "schema_dirs", multiple=True, metavar="DIR", help="Schema directory (<host>/<path> layout), searched before STACGIT_SCHEMA_DIR.")
-def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int | None, as_json: bool, no_validate: bool, schema_dirs: tuple[str, ...]) -> None:
+@click.option("--scheduler", metavar="ADDRESS", envvar="STACGIT_SCHEDULER",
+              help="Run the shard work on a Dask cluster: tcp://host:8786, or 'local' for a LocalCluster of --jobs workers (needs stacgit[dask]).")
+def build(repo: str, strict: bool, full: bool, only: tuple[str, ...], jobs: int | None, as_json: bool, no_validate: bool, schema_dirs: tuple[str, ...],
+          scheduler: str | None) -> None:
     """Build the catalogs incrementally into build/<catalog>/, validating what it wrote.
 
     Invalid documents fail the build (exit 1) but stay written; with --strict, documents whose
     schema is unavailable fail it too."""
     from stacgit.checking import add_schema_dirs
     from stacgit.engine.report import format_summary
+    from stacgit.executors import scheduler_from
     from stacgit.runner import run_build
 
     try:
         add_schema_dirs(schema_dirs)
-        summary = run_build(_project(repo), strict=strict, full=full, only=only, jobs=jobs, progress=not as_json, validate=not no_validate)
+        summary = run_build(_project(repo), strict=strict, full=full, only=only, jobs=jobs, progress=not as_json, validate=not no_validate,
+                            scheduler=scheduler_from(scheduler))
     except StacgitError as exc:
         _fail(exc)
     if as_json:

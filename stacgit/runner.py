@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 
@@ -17,7 +19,9 @@ from stacgit import state as st
 from stacgit.state import reports
 from stacgit.errors import BuildError
 from stacgit.project import Project
+from stacgit.engine.fanout import FanoutStats, map_shards
 from stacgit.engine.report import BuildReport, summarize
+from stacgit.executors import open_workers
 from stacgit.engine.tasks import (
     RUN, Selection, acquire_lock, build_time, compute_status, doit_config, iter_tasks, load_for_doit, prepare, release_lock, run_catalog,
     select,
@@ -43,11 +47,11 @@ def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def run_build(project: Project, *, strict: bool = False, full: bool = False, only: tuple[str, ...] = (), jobs: int | None = None, progress: bool = True, validate: bool = True) -> BuildReport:
-    """Build (incrementally) and return what it did. The same tasks ``doit build`` runs."""
-    from doit.cmd_base import ModuleTaskLoader
-    from doit.doit_cmd import DoitMain
-
+def run_build(project: Project, *, strict: bool = False, full: bool = False, only: tuple[str, ...] = (), jobs: int | None = None, progress: bool = True, validate: bool = True,
+              scheduler: str | None = None) -> BuildReport:
+    """Build (incrementally) and return what it did. The same tasks ``doit build`` runs; the
+    stale shards are mapped first over an executor (``stacgit.executors``: a local process
+    pool, or the Dask cluster at ``scheduler``)."""
     started = time.monotonic()
     check_writable(project, project.state_dir)
     acquire_lock(project)
@@ -67,30 +71,29 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         prepare(project)
         run_id = uuid.uuid4().hex
         gitinfo.clear_cache()
-        options = engine.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=build_time(), validate=validate)
+        options = engine.BuildOptions(strict=strict, run_id=run_id, jobs=jobs, now=build_time(), validate=validate, scheduler=scheduler)
         tasks = list(iter_tasks(project, options, selection))  # raises ConfigError early
         check_writable(project, project.build_dir)
-
-        def task_build():
-            yield from tasks
-
         RUN.clear()
         RUN.update(project=project, run_id=run_id, collect=True, progress=progress)
-        namespace = {"task_build": task_build, "DOIT_CONFIG": doit_config(project)}
-        argv = ["run", "--continue"]
-        if jobs > 1:
-            argv += ["-n", str(jobs), "-P", "process"]
-        argv.append("build")
-        cwd = os.getcwd()
-        os.chdir(project.root)
-        try:
-            code = DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(argv)
-        finally:
-            os.chdir(cwd)
+        fanout = FanoutStats()
+        with ExitStack() as stack:
+            units = stale_shards(tasks)
+            if units or (scheduler and any(not _fresh(t) for t in tasks if t.get("basename") == "collection")):
+                workers = stack.enter_context(open_workers(scheduler, jobs))
+                if workers.dashboard and progress:
+                    sys.stderr.write(f"Dask dashboard: {workers.dashboard}\n")
+                if units:
+                    fanout = map_shards(project, units, options, workers)
+                    tasks = list(iter_tasks(project, options, selection))  # their up-to-date checks read the new state
+                if not workers.distributed:
+                    stack.close()
+            code = _run_doit(project, tasks, 1 if scheduler else jobs)
         failures = list(RUN.get("failures", []))
         _catalogs_after_failures(project, run_id, failures, options, selection)
         summary = summarize(project, run_id, failures)
         summary.seconds = round(time.monotonic() - started, 3)
+        summary.shards = fanout.to_json()
         if strict and summary.items["failed"] and not summary.errors:
             # shards that were up to date still hold failed records: --strict fails on them too
             first = summary.failed_records[0]
@@ -107,6 +110,37 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
     finally:
         RUN.clear()
         release_lock(project)
+
+
+def stale_shards(tasks: list[dict]) -> list[tuple[str, str, str]]:
+    """(catalog, collection, shard) of the shard tasks that are not up to date, in task order."""
+    return [tuple(t["actions"][0][1][1:4]) for t in tasks if t.get("basename") == "build" and t.get("name") and not _fresh(t)]
+
+
+def _fresh(task: dict) -> bool:
+    return all(fn(*args) for fn, args in task.get("uptodate", []))
+
+
+def _run_doit(project: Project, tasks: list[dict], jobs: int) -> int:
+    """doit runs the tasks (``jobs`` at once, in processes; one: in this process, which a Dask
+    build needs, its client being here)."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    def task_build():
+        yield from tasks
+
+    namespace = {"task_build": task_build, "DOIT_CONFIG": doit_config(project)}
+    argv = ["run", "--continue"]
+    if jobs > 1:
+        argv += ["-n", str(jobs), "-P", "process"]
+    argv.append("build")
+    cwd = os.getcwd()
+    os.chdir(project.root)
+    try:
+        return DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(argv)
+    finally:
+        os.chdir(cwd)
 
 
 def _catalogs_after_failures(project: Project, run_id: str, failures: list[tuple[str, str]], options, selection: Selection) -> None:

@@ -151,7 +151,7 @@ def build_collection(project: Project, coll: CollectionSpec, shards: list[str], 
     if all_paths:
         collections.journal(con, cat_id, coll.id, list(all_paths))
 
-    written = write_items(str(out_dir), str(project.state_dir / "tmp"), cache_root, plan_.batches, plan_.n_write, options.jobs)
+    written = write_items(str(out_dir), str(project.state_dir / "tmp"), cache_root, plan_.batches, plan_.n_write, options.jobs, options.scheduler)
     for path, parent, body, item_id, body_digest, chain, fresh in plan_.patched:
         data = splice_links(body, path, "catalog.json", parent, f"{coll.id}/collection.json")
         writer.write(path, data, fresh)

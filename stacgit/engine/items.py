@@ -251,10 +251,20 @@ def same_bytes(path: Path, data: bytes) -> bool:
         return False
 
 
-def write_items(out_dir: str, tmp_dir: str, cache_root: str, batches: dict, n_write: int, jobs: int) -> list[tuple]:
+def write_items(out_dir: str, tmp_dir: str, cache_root: str, batches: dict, n_write: int, jobs: int, scheduler: str | None = None) -> list[tuple]:
+    """Write the planned items; return (path, item id, body digest, sha256, size) of each. With
+    a Dask ``scheduler``, one task per shard's batch runs on its workers (they read the body
+    cache and write the build through the shared file system); results are taken in the order
+    the batches were sent."""
     if not batches:
         return []
     work = sorted(batches.items())
+    if scheduler:
+        from distributed import get_client
+
+        with get_client().get_executor() as pool:
+            futures = [pool.submit(_write_item_batch, (out_dir, tmp_dir, cache_root, [batch])) for batch in work]
+            return [row for f in futures for row in f.result()]
     if jobs <= 1 or n_write < PARALLEL_WRITE_MIN:
         return _write_item_batch((out_dir, tmp_dir, cache_root, work))
     chunks = [work[i::jobs] for i in range(jobs)]

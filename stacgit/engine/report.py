@@ -32,6 +32,7 @@ class BuildReport:
     warnings: list[StacgitWarning] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)  # unit, message
     seconds: float | None = None
+    shards: dict | None = None  # the shard stage over its executor: sent, saved, worker_seconds, coordinator_seconds
 
     @property
     def ok(self) -> bool:
@@ -39,10 +40,12 @@ class BuildReport:
         return not self.errors and not self.items["failed"]
 
     def to_json(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "seconds"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("seconds", "shards")}
         out["warnings"] = [w.to_json() for w in self.warnings]
         if self.seconds is not None:
             out["seconds"] = self.seconds
+        if self.shards is not None:
+            out["shards"] = self.shards
         return out
 
 

@@ -46,6 +46,7 @@ class BuildOptions:
     jobs: int = 1
     now: str = ""  # RFC 3339 time of this build: `updated` of items changed by uncommitted patches
     validate: bool = True  # validate what the build wrote (see stacgit.verdicts)
+    scheduler: str | None = None  # a Dask cluster's address: item files are written by its workers
 
 
 @dataclass
@@ -60,6 +61,7 @@ class ShardResult:
     cache_name: str  # the body cache file, under ``cache_dir``
     shard_row: tuple  # size, mtime_ns, file digest, config digest, result digest, cache file, items, failed
     report: dict = field(default_factory=dict)
+    seconds: float = 0.0  # how long mapping took where it ran
 
 
 def location(shard: str, loc: str) -> str:
@@ -107,11 +109,16 @@ def item_box(item: dict) -> tuple:
 
 def build_shard(project: Project, coll: CollectionSpec, shard: str, options: BuildOptions) -> dict:
     """Map one source file and save what it found (the unit the runner runs)."""
+    prior = shards.read_prior(st.connect(project.state_dir), (coll.catalog_id, coll.id, shard))
+    return save_shard(project, coll, shard, options, prior, map_shard(project, coll, shard, options, prior))
+
+
+def save_shard(project: Project, coll: CollectionSpec, shard: str, options: BuildOptions, prior: shards.ShardPrior | None, result: ShardResult) -> dict:
+    """Save what ``map_shard`` found (wherever it ran), compacting the shard's body cache first
+    when it is mostly dead bytes."""
     con = st.connect(project.state_dir)
     where = (coll.catalog_id, coll.id, shard)
-    prior = shards.read_prior(con, where)
     cdir = cache_dir(project, coll.catalog_id)
-    result = map_shard(project, coll, shard, options, prior)
     old_cache = cdir / prior.cache_file if prior and prior.cache_file else None
     rows = result.rows
     if result.append:
@@ -157,8 +164,11 @@ def map_shard(project: Project, coll: CollectionSpec, shard: str, options: Build
         cache_path = Path(old_cache_path)  # type: ignore[arg-type]
         cache_mode = "ab"
     else:
-        cache_name = f"{key}-{uuid.uuid4().hex[:12]}.bin"
-        cache_path = cdir / cache_name
+        # named by what it holds: a second run of the same shard (a task Dask ran twice) writes
+        # the same file, through its own temporary name
+        cache_name = f"{key}-{digest_obj([file_digest, config_digest])[:12]}.bin"
+        cache_path = project.state_dir / "tmp" / f"{cache_name}.{uuid.uuid4().hex[:8]}"
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
         cache_mode = "wb"
     rows: list[tuple] = []  # new state rows
     kept: set[str] = set()  # record digests of prior rows that stay as they are
@@ -245,6 +255,8 @@ def map_shard(project: Project, coll: CollectionSpec, shard: str, options: Build
         loc, field_, reason, _ = failures[0]
         raise BuildError(failure_message(location(shard, loc), field_, reason, len(failures) - 1))
 
+    if not append:
+        os.replace(cache_path, cdir / cache_name)
     dropped = [v[0] for d, v in known.items() if d not in kept]
     new_failures = [(*where, loc, f, reason, iid) for loc, f, reason, iid in failures]
     changes = sorted((r[3], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows)

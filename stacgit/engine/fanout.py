@@ -1,0 +1,87 @@
+"""The shard stage over an executor: the coordinator reads each stale shard's prior state,
+sends the work to a worker (``map_on_worker``: the checkout's path, names and the prior, never
+records or bodies), and saves the results in the order the shards were sent, so the state and
+the build never depend on which worker finished first. At most ``2 x slots`` shards are in
+flight, so the coordinator holds a bounded number of results.
+
+A shard whose work failed is not saved here: its doit task runs it again, in this process, and
+reports the failure as any failed unit is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from concurrent.futures import Future
+
+from stacgit import state as st
+from stacgit.engine.shard import BuildOptions, ShardResult, map_shard, save_shard
+from stacgit.executors import Workers
+from stacgit.project import Project
+from stacgit.state import shards
+
+_PROJECTS: dict[tuple[str, str], Project] = {}
+
+
+def map_on_worker(root: str, catalog_id: str, collection_id: str, shard: str, opts: dict, prior: shards.ShardPrior | None) -> ShardResult:
+    """The task a worker runs: load the project from the checkout (once per process and
+    build), map one shard, and return rows and digests."""
+    options = BuildOptions(**opts)
+    key = (root, options.run_id)
+    if key not in _PROJECTS:
+        _PROJECTS.clear()
+        _PROJECTS[key] = Project.load(root)
+    coll = _PROJECTS[key].catalog(catalog_id).collection(collection_id)
+    started = time.perf_counter()
+    result = map_shard(_PROJECTS[key], coll, shard, options, prior)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+@dataclasses.dataclass
+class FanoutStats:
+    """What the shard stage cost, for ``BuildReport.shards`` and the Dask benchmark."""
+
+    sent: int = 0
+    saved: int = 0
+    worker_seconds: float = 0.0  # in map_shard, on the workers
+    coordinator_seconds: float = 0.0  # reading priors, submitting, saving results
+
+    def to_json(self) -> dict:
+        return {"sent": self.sent, "saved": self.saved, "worker_seconds": round(self.worker_seconds, 3),
+                "coordinator_seconds": round(self.coordinator_seconds, 3)}
+
+
+def map_shards(project: Project, units: list[tuple[str, str, str]], options: BuildOptions, workers: Workers) -> FanoutStats:
+    """Map and save ``units`` ((catalog, collection, shard))."""
+    con = st.connect(project.state_dir)
+    opts = dataclasses.asdict(options)
+    root = str(project.root)
+    window: deque[tuple[tuple[str, str, str], shards.ShardPrior | None, Future]] = deque()
+    stats = FanoutStats()
+
+    def save_first() -> None:
+        (cat_id, coll_id, shard), prior, future = window.popleft()
+        try:
+            result = future.result()
+        except Exception:  # noqa: BLE001 - the shard's own task runs it again and reports why
+            return
+        started = time.perf_counter()
+        coll = project.catalog(cat_id).collection(coll_id)
+        save_shard(project, coll, shard, options, prior, result)
+        stats.saved += 1
+        stats.worker_seconds += result.seconds
+        stats.coordinator_seconds += time.perf_counter() - started
+
+    for unit in units:
+        started = time.perf_counter()
+        prior = shards.read_prior(con, unit)
+        window.append((unit, prior, workers.executor.submit(map_on_worker, root, *unit, opts, prior)))
+        stats.sent += 1
+        stats.coordinator_seconds += time.perf_counter() - started
+        if len(window) >= 2 * workers.slots:
+            save_first()
+    while window:
+        save_first()
+    return stats
