@@ -95,3 +95,12 @@ def check_versions(client) -> None:
                 )
     if not info["workers"]:
         raise PlanError(f"the Dask cluster at {client.scheduler.address} has no workers")
+
+
+def cluster_executor() -> tuple[Executor, int]:
+    """In a build on a Dask cluster (run in the coordinator, whose client is the default one):
+    an executor over the cluster and how many tasks it runs at once."""
+    from distributed import get_client
+
+    client = get_client()
+    return client.get_executor(), max(1, sum(client.nthreads().values()))

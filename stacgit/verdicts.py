@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 import orjson
 
@@ -68,15 +68,17 @@ def validate_catalog(project: Project, con, cat: CatalogSpec, jobs: int, validat
     }, run
 
 
-def validate_collection(project: Project, con, coll: CollectionSpec, validator: Validator) -> ValidationReport:
+def validate_collection(project: Project, con, coll: CollectionSpec, validator: Validator, executor: Executor | None = None, jobs: int = 1) -> ValidationReport:
     """Validate, in the collection task, the collection's documents (items, collection,
-    sub-catalogs) that have no current verdict: collection tasks run beside each other, the
-    catalog task runs alone after them all. What this leaves (a schema set whose schemas
-    changed, the root catalog) is the catalog task's."""
-    return _validate_queued(project, con, coll.catalog_id, {coll.id: coll.validate_schemas}, validator, 1, under=coll.id)
+    sub-catalogs) that have no current verdict: collection tasks run beside each other (so in
+    this process), unless ``executor`` (a Dask cluster's) takes the work. The catalog task runs
+    alone after them all. What this leaves (a schema set whose schemas changed, the root
+    catalog) is the catalog task's."""
+    return _validate_queued(project, con, coll.catalog_id, {coll.id: coll.validate_schemas}, validator, jobs, under=coll.id, executor=executor)
 
 
-def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator: Validator, jobs: int, under: str | None = None) -> ValidationReport:
+def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator: Validator, jobs: int, under: str | None = None,
+                     executor: Executor | None = None) -> ValidationReport:
     """Validate the queued outputs of a catalog (those under the folder ``under`` only, when
     given) that have no verdict at their sha256, a page at a time; drop the verdicts of
     queued outputs that are gone, and empty the queue of what has its verdict now."""
@@ -89,7 +91,7 @@ def _validate_queued(project: Project, con, cat_id: str, extra: dict, validator:
     after = lo
     # fresh processes: forked from this one they would each start with (and count as)
     # everything the build task holds. They start on the first page large enough to need them.
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
+    pool = executor or (ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None)
     try:
         while True:  # a page of outputs at a time: memory does not grow with the catalog
             todo = stored.queued_page(con, cat_id, after, hi, PAGE)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.executors import cluster_executor
 from stacgit.state import collections, shards as shard_state
 from stacgit import state as st
 from stacgit.engine.shard import BuildOptions, cache_dir, find_location
@@ -199,7 +200,8 @@ def validate_written(project: Project, coll: CollectionSpec, report: dict, optio
     ``verdicts.validate_collection``), and add that to its report. Called once the task's own
     data is freed, so the two do not add up in the worker's memory."""
     con = st.connect(project.state_dir)
-    run = validate_collection(project, con, coll, open_validator(project))
+    pool, jobs = cluster_executor() if options.scheduler else (None, 1)
+    run = validate_collection(project, con, coll, open_validator(project), pool, jobs)
     report["validation"] = {"validated": run.checked}
     report["validation_report"] = run.to_json()
     with st.Transaction(con):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from stacgit.executors import cluster_executor
 from stacgit.state import collections
 from stacgit import state as st
 from stacgit.hashing import digest_obj, pretty_json, sha256_bytes
@@ -260,9 +261,8 @@ def write_items(out_dir: str, tmp_dir: str, cache_root: str, batches: dict, n_wr
         return []
     work = sorted(batches.items())
     if scheduler:
-        from distributed import get_client
-
-        with get_client().get_executor() as pool:
+        pool, _ = cluster_executor()
+        with pool:
             futures = [pool.submit(_write_item_batch, (out_dir, tmp_dir, cache_root, [batch])) for batch in work]
             return [row for f in futures for row in f.result()]
     if jobs <= 1 or n_write < PARALLEL_WRITE_MIN:
