@@ -1,6 +1,6 @@
 """The shard work on Dask vs the local process pool, and what the coordinator costs per task.
 
-    python bench/dask.py --items 100000 [--runs 3] [--jobs 2]
+    python bench/cluster.py --items 100000 [--runs 3] [--jobs 2]
 
 Makes the bench repository (bench/generate.py, 8 collections, pinned schemas: validation is
 real) and times whole `stacgit build --full` processes, median of --runs, in turn:
@@ -89,7 +89,7 @@ def main() -> None:
     print(f"Projection for {n:,} items on {workers} workers at this shard size: {shards:,.0f} shard tasks; mapping "
           f"{map_s:,.0f} s of worker time per worker, coordinator {coord_s:,.0f} s: bound by "
           f"{'the coordinator' if coord_s > map_s else 'the workers'} for the shard stage.")
-    (WORK / "dask.json").write_text(json.dumps({"times": times, "reports": reports}, indent=2))
+    (WORK / "cluster.json").write_text(json.dumps({"times": times, "reports": reports}, indent=2))
 
 
 if __name__ == "__main__":
