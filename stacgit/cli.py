@@ -373,7 +373,7 @@ def diff(repo: str, base: str | None, old: Path | None, fmt: str, out: Path | No
 @cli.command()
 @click.argument("catalog", required=False)
 @click.option("-C", "--repo", default=".", show_default=True)
-@click.option("--to", "to", required=True, metavar="URL", help="s3://bucket[/prefix] or file:///path; each catalog goes to <URL>/<catalog-id>/.")
+@click.option("--to", "to", required=True, metavar="URL", help="s3://bucket[/prefix] or file:///path (each catalog goes to <URL>/<catalog-id>/), or a pgstac database: postgresql://... (or 'pgstac': PGSTAC_DSN or libpq's PG* variables).")
 @click.option("--endpoint-url", metavar="URL", help="S3-compatible endpoint (MinIO, R2, moto...); AWS_ENDPOINT_URL_S3 works too.")
 @click.option("--base-url", metavar="URL", help="Public URL of --to: links become absolute under <URL>/<catalog-id>/ (default: catalog.yaml publish.base_url).")
 @click.option("--prune", is_flag=True, help="Delete what the build no longer has, after the new root is live.")
@@ -389,7 +389,7 @@ def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, b
 
     Credentials come from the standard AWS chain (environment, ~/.aws, roles) and are never
     printed. Exit 1 when the publish failed or was refused; rerunning finishes an interrupted one."""
-    from stacgit.publishing import format_summary, run_publish
+    from stacgit.publishing import DatabaseReport, format_summary, run_publish
 
     try:
         summary = run_publish(
@@ -401,7 +401,22 @@ def publish(catalog: str | None, repo: str, to: str, endpoint_url: str | None, b
     if as_json:
         _print_json(summary.to_json())
     else:
-        click.echo(format_summary(summary))
+        click.echo(summary.format() if isinstance(summary, DatabaseReport) else format_summary(summary))
+
+
+@cli.command()
+@click.argument("catalog", required=False)
+@click.option("-C", "--repo", default=".", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=7822, show_default=True)
+def serve(catalog: str | None, repo: str, port: int) -> None:
+    """A STAC API on 127.0.0.1 over the build (rustac serve), to try clients before publishing."""
+    from stacgit.serve import serve as run_serve
+
+    try:
+        code = run_serve(_project(repo), catalog, port)
+    except StacgitError as exc:
+        _fail(exc)
+    sys.exit(code)
 
 
 def main() -> None:

@@ -96,3 +96,30 @@ def stacgit(repo: Path, *args: str) -> Result:
 def stacgit_proc(repo: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the real console entry point in a subprocess (what users run)."""
     return subprocess.run([sys.executable, "-m", "stacgit", *args], cwd=repo, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A real PostgreSQL + PostGIS + pgstac cluster on 127.0.0.1 for the session (tests/pg_server.py),
+    with a migrated template database. Missing server binaries fail the tests that need it."""
+    from pg_server import PgServer
+
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pgstac_dsn(pg_cluster, request) -> str:
+    """A fresh pgstac database (a copy of the migrated one) for one test; its DSN has a password."""
+    import re
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
+    with psycopg.connect(pg_cluster.dsn.rsplit("/", 1)[0] + "/template1", autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        con.execute(f'CREATE DATABASE "{name}" TEMPLATE postgres')
+    return pg_cluster.dsn.rsplit("/", 1)[0] + "/" + name

@@ -28,6 +28,7 @@ from stacgit.stores import Target, open_store
 from stacgit.publishing.plan import (
     CONTENT_TYPES, check_base, check_base_url, check_fresh, check_guards, classify, plan_catalog, render_absolute, stale_units,
 )
+from stacgit.publishing.pgstac_db import DatabaseReport, database_dsn, is_database, publish_catalog
 from stacgit.publishing.report import CatalogPublish, PublishReport, format_summary
 from stacgit.publishing.sync import execute, record_file, verify_catalog
 
@@ -47,9 +48,12 @@ def run_publish(
     progress: bool = True,
     allow_failures: bool = False,
     allow_deletes: bool = False,
-) -> PublishReport:
+) -> PublishReport | DatabaseReport:
     """Publish one catalog or every catalog of the project to ``to`` (``s3://bucket/prefix``
-    or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``). Returns what it did."""
+    or ``file:///path``; each catalog goes to ``<to>/<catalog-id>/``; or a pgstac database,
+``postgresql://...``, see ``pgstac_db``). Returns what it did."""
+    if is_database(to):
+        return _publish_database(project, to, catalog, dry_run=dry_run, force=force, verify=verify)
     target = Target.parse(to)
     if endpoint_url and target.scheme != "s3":
         raise ConfigError(f"--endpoint-url applies to s3:// targets, not {to}")
@@ -91,6 +95,22 @@ def run_publish(
             record_path.parent.mkdir(parents=True, exist_ok=True)
             record_path.write_bytes(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
         report.catalogs.append(done)
+    return report
+
+
+def _publish_database(project: Project, to: str, catalog: str | None, *, dry_run: bool, force: bool, verify: bool) -> DatabaseReport:
+    import os
+
+    from stacgit import gitinfo
+
+    dsn = database_dsn(to, dict(os.environ))
+    catalogs = [project.catalog(catalog).id] if catalog else sorted(project.catalogs)
+    stale = stale_units(project)
+    commit, _ = gitinfo.head_commit(project.root)
+    report = DatabaseReport(dry_run=dry_run)
+    for cat_id in catalogs:
+        check_fresh(stale, cat_id)
+        report.catalogs.append(publish_catalog(project, cat_id, dsn, dry_run=dry_run, force=force, verify=verify, commit=commit))
     return report
 
 
