@@ -2,8 +2,10 @@
 
     python bench/snapshot.py [--items 100000] [--latency 0.05] [--runs 3]
 
-A `rustac serve` (in-memory) holds the items; requests go through the test suite's proxy
-(tests/stac_server.py), which adds the latency. Both tools run the same query (one collection,
+A `rustac serve` holds the items: in memory (`--server memory`, which scans every item per
+request), or over a real pgstac (`--server pgstac`: PostgreSQL + PostGIS started on 127.0.0.1 by
+tests/pg_server.py, the items loaded through pgstac's items_staging, `rustac serve --pgstac`);
+requests go through the test suite's proxy (tests/stac_server.py), which adds the latency. Both tools run the same query (one collection,
 one year) with the same page size, as whole processes; wall time median of --runs and peak RSS.
 Also measured without added latency (stacgit straight at rustac) for items/s.
 """
@@ -14,6 +16,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from run import timed  # noqa: E402
-from stac_server import FaultProxy, StacServer  # noqa: E402
+from stac_server import FaultProxy, StacServer, free_port  # noqa: E402
 
 PAGE = 250
 RANGE = "2020-01-01/2020-12-31"
@@ -57,6 +60,52 @@ def make_items(n: int) -> list[dict]:
     return out
 
 
+class PgstacServer:
+    """`rustac serve --pgstac` over a pgstac database on a local PostgreSQL, behind the proxy."""
+
+    def __init__(self, proxy: FaultProxy):
+        from pg_server import PgServer
+
+        self.proxy = proxy
+        self.pg = PgServer().start()
+        self.proc: subprocess.Popen | None = None
+
+    def serve(self, items: list[dict], collection: str) -> None:
+        import httpx
+        import psycopg
+
+        with psycopg.connect(self.pg.dsn, autocommit=True) as con:
+            con.execute("ALTER DATABASE postgres SET search_path TO pgstac, public")  # what rustac's queries expect
+            con.execute("SET search_path TO pgstac, public")
+            coll = {"type": "Collection", "stac_version": "1.1.0", "id": collection, "description": "bench", "license": "CC0-1.0",
+                    "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}}, "links": []}
+            con.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps(coll),))
+            con.execute("UPDATE pgstac.collections SET partition_trunc='month' WHERE id=%s", (collection,))
+            with con.transaction(), con.cursor().copy("COPY pgstac.items_staging (content) FROM STDIN") as copy:
+                for item in items:
+                    copy.write_row((json.dumps(item),))
+        port = free_port()
+        exe = shutil.which("rustac") or str(Path(sys.executable).with_name("rustac"))
+        self.proc = subprocess.Popen([exe, "serve", "--pgstac", self.pg.dsn, "--addr", f"127.0.0.1:{self.proxy.port}", "--bind", f"127.0.0.1:{port}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proxy.upstream = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.proxy.upstream}/collections/{collection}", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("rustac serve --pgstac did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.pg.stop()
+
+
 def repo_for(root: Path, url: str, concurrency: int) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     cat = root / "catalogs" / "mirror"
@@ -73,16 +122,17 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=12)
+    ap.add_argument("--server", choices=("memory", "pgstac"), default="memory")
     a = ap.parse_args()
     work = HERE / "work" / "snapshot"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     proxy = FaultProxy()
-    server = StacServer(work / "server", proxy)
+    server = StacServer(work / "server", proxy) if a.server == "memory" else PgstacServer(proxy)
     t = time.monotonic()
     server.serve(make_items(a.items), collection="bench")
-    print(f"rustac serve up with {a.items} items in {time.monotonic() - t:.1f}s", flush=True)
-    res: dict = {"items": a.items, "latency_s": a.latency, "page_size": PAGE, "concurrency": a.concurrency}
+    print(f"rustac serve ({a.server}) up with {a.items} items in {time.monotonic() - t:.1f}s", flush=True)
+    res: dict = {"server": a.server, "items": a.items, "latency_s": a.latency, "page_size": PAGE, "concurrency": a.concurrency}
     try:
         for label, latency in (("latency", a.latency), ("no_latency", 0.0)):
             proxy.latency = latency
@@ -110,7 +160,7 @@ def main() -> None:
         server.stop()
         proxy.close()
     print(json.dumps(res, indent=2))
-    (HERE / "work" / "snapshot-results.json").write_text(json.dumps(res, indent=2))
+    (HERE / "work" / f"snapshot-{a.server}-results.json").write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

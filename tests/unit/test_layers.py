@@ -35,10 +35,11 @@ def test_only_the_state_package_imports_sqlite3():
 
 
 def test_no_sql_outside_the_state_package():
-    """SQL text lives in ``stacgit/state/`` only: other modules call its named operations."""
+    """SQL text of the build state lives in ``stacgit/state/`` only: other modules call its named
+    operations. (The pgstac publish target speaks SQL to a PostgreSQL target, not to the state.)"""
     import re
 
     sql = re.compile(r"\b(SELECT .+ FROM|INSERT (OR \w+ )?INTO|DELETE FROM|UPDATE \w+ SET|CREATE (TEMP )?TABLE)\b")
     package = ROOT / "stacgit"
     speakers = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py") if sql.search(p.read_text()))
-    assert speakers and all(p.startswith("state/") for p in speakers), speakers
+    assert speakers and all(p.startswith("state/") or p == "publishing/pgstac_db.py" for p in speakers), speakers
