@@ -413,10 +413,9 @@ def serve(catalog: str | None, repo: str, port: int) -> None:
     from stacgit.serve import serve as run_serve
 
     try:
-        code = run_serve(_project(repo), catalog, port)
+        run_serve(_project(repo), catalog, port)
     except StacgitError as exc:
         _fail(exc)
-    sys.exit(code)
 
 
 def main() -> None:

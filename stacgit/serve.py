@@ -8,8 +8,8 @@ would send rustac walking the relative item links) and the items of every partit
 
 from __future__ import annotations
 
+import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -42,12 +42,11 @@ def server_argv(project: Project, catalogs: list[str], port: int) -> list[str]:
     return [exe, "serve", "--addr", f"127.0.0.1:{port}", *hrefs]
 
 
-def serve(project: Project, catalog: str | None, port: int) -> int:
-    """Run the server until it is stopped (Ctrl-C); its exit code."""
+def serve(project: Project, catalog: str | None, port: int) -> None:
+    """Become the server (exec): a signal that stops ``stacgit serve`` stops it, nothing is left
+    running behind."""
     catalogs = [project.catalog(catalog).id] if catalog else sorted(c for c in project.catalogs if (project.build_dir / c).is_dir())
     argv = server_argv(project, catalogs, port)
     sys.stderr.write(f"serving {', '.join(catalogs)} at http://127.0.0.1:{port}/ (Ctrl-C stops)\n")
-    try:
-        return subprocess.call(argv)
-    except KeyboardInterrupt:
-        return 0
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
