@@ -207,11 +207,13 @@ def plan_collection(con, catalog: str, built: BuiltCollection | None, coll_id: s
     for item_id, digest, line in built.lines():
         seen.add(item_id)
         old = before.get(item_id)
+        if old is None:
+            plan.insert.append(item_id)
+            continue
         if old == (stored_digest(orjson.loads(line)) if check_database else digest):
             continue
-        if old is not None:
-            plan.delete.append(item_id)
-            plan.changed += 1
+        plan.delete.append(item_id)
+        plan.changed += 1
         plan.insert.append(item_id)
     plan.delete += sorted(set(before) - seen)
     return plan
