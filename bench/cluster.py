@@ -8,7 +8,9 @@ real) and times whole `stacgit build --full` processes, median of --runs, in tur
   local     `--scheduler local`: a LocalCluster of --jobs worker processes started by the build
   cluster   `--scheduler tcp://...`: a LocalCluster of --jobs worker processes started once by
             this script, as an existing cluster would be
-Every build's manifest (sha256 of every file) must equal the pool build's. From the builds'
+Each run starts with a different mode (the disk is slower right after a full build deleted the
+previous tree), after `sync` and a 3 s pause. Every build's manifest (sha256 of every file) must
+equal the pool build's. From the builds'
 `--json` reports (`shards`: tasks sent, seconds the workers spent in them, seconds the
 coordinator spent sending and saving them) it prints the coordinator's overhead per task and the
 tasks per second it sustains, and a projection for a 50,000,000-item build on 100 workers.
@@ -22,6 +24,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,7 +62,11 @@ def main() -> None:
     with distributed.LocalCluster(n_workers=a.jobs, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0") as cluster:
         modes = {"pool": (), "local": ("--scheduler", "local"), "cluster": ("--scheduler", cluster.scheduler_address)}
         for r in range(a.runs):
-            for mode, extra in modes.items():
+            order = list(modes)[r % 3:] + list(modes)[: r % 3]  # each mode goes first in turn: the disk is slower after deletions
+            for mode in order:
+                extra = modes[mode]
+                subprocess.run(["sync"])
+                time.sleep(3)
                 secs, report = build(repo, a.jobs, *extra)
                 assert report["items"]["written"] == a.items, report["items"]
                 expected = expected or manifest.read_bytes()
