@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
 
 from run import timed  # noqa: E402
-from stac_server import FaultProxy, StacServer, free_port  # noqa: E402
+from stac_server import FaultProxy, StacServer, free_port, wait_until_served  # noqa: E402
 
 PAGE = 250
 RANGE = "2020-01-01/2020-12-31"
@@ -71,7 +71,6 @@ class PgstacServer:
         self.proc: subprocess.Popen | None = None
 
     def serve(self, items: list[dict], collection: str) -> None:
-        import httpx
         import psycopg
 
         with psycopg.connect(self.pg.dsn, autocommit=True) as con:
@@ -89,15 +88,7 @@ class PgstacServer:
         self.proc = subprocess.Popen([exe, "serve", "--pgstac", self.pg.dsn, "--addr", f"127.0.0.1:{self.proxy.port}", "--bind", f"127.0.0.1:{port}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.proxy.upstream = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.proxy.upstream}/collections/{collection}", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("rustac serve --pgstac did not start")
+        wait_until_served(f"{self.proxy.upstream}/collections/{collection}")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -137,6 +137,19 @@ class FaultProxy:
         self.client.close()
 
 
+def wait_until_served(url: str, seconds: float = 30) -> None:
+    """Return once ``url`` answers 200 (a server just started); RuntimeError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer: the server did not start")
+
+
 class StacServer:
     """rustac serve with a given item set; ``serve(items)`` restarts it with new items."""
 
@@ -162,15 +175,7 @@ class StacServer:
             cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         self.proxy.upstream = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.proxy.upstream}/collections/{collection}", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("rustac serve did not start")
+        wait_until_served(f"{self.proxy.upstream}/collections/{collection}")
 
     def stop(self) -> None:
         if self.proc is not None:
