@@ -47,14 +47,17 @@ BEGIN
         ON CONFLICT (collection) DO UPDATE SET n = stacgit.foreign_writes.n + 1;
     RETURN NULL;
 END $$;
-DROP TRIGGER IF EXISTS stacgit_foreign_item_write ON pgstac.items;
-CREATE TRIGGER stacgit_foreign_item_write AFTER INSERT OR UPDATE OR DELETE ON pgstac.items FOR EACH ROW
-    WHEN (current_setting('stacgit.publishing', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION stacgit.count_foreign_write();
-DROP TRIGGER IF EXISTS stacgit_foreign_collection_write ON pgstac.collections;
-CREATE TRIGGER stacgit_foreign_collection_write AFTER INSERT OR UPDATE OR DELETE ON pgstac.collections FOR EACH ROW
-    WHEN (current_setting('stacgit.publishing', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION stacgit.count_foreign_write();
 """
-"""Idempotent; run (as the owner of pgstac's tables) before each publish."""
+"""Idempotent; run before each publish."""
+
+TRIGGERS = {
+    "items": """CREATE TRIGGER stacgit_foreign_write AFTER INSERT OR UPDATE OR DELETE ON pgstac.items FOR EACH ROW
+    WHEN (current_setting('stacgit.publishing', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION stacgit.count_foreign_write()""",
+    "collections": """CREATE TRIGGER stacgit_foreign_write AFTER INSERT OR UPDATE OR DELETE ON pgstac.collections FOR EACH ROW
+    WHEN (current_setting('stacgit.publishing', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION stacgit.count_foreign_write()""",
+}
+"""Created once, by a role that owns pgstac's tables: creating a trigger locks the table (and every
+partition of ``items``) against readers, so it is not redone on each publish."""
 
 
 def shown(dsn: str) -> str:
@@ -150,6 +153,10 @@ def prepare(con, dsn: str) -> None:
     with con.transaction():
         con.execute("SELECT pg_advisory_xact_lock(hashtext('stacgit publish'))")
         con.execute(DDL)
+        for table, create in TRIGGERS.items():
+            if not con.execute("SELECT 1 FROM pg_trigger WHERE tgname='stacgit_foreign_write' AND tgrelid=%s::regclass",
+                               (f"pgstac.{table}",)).fetchone():
+                con.execute(create)
 
 
 def foreign_writes(con) -> dict[str, int]:
