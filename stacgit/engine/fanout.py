@@ -24,17 +24,24 @@ from stacgit.state import shards
 _PROJECTS: dict[tuple[str, str], Project] = {}
 
 
-def map_on_worker(root: str, catalog_id: str, collection_id: str, shard: str, opts: dict, prior: shards.ShardPrior | None) -> ShardResult:
-    """The task a worker runs: load the project from the checkout (once per process and
-    build), map one shard, and return rows and digests."""
-    options = BuildOptions(**opts)
-    key = (root, options.run_id)
+def load_project(root: str, run_id: str) -> Project:
+    """The project a worker process (or a doit task process) works on: loaded once per process
+    and build, not once per task."""
+    key = (root, run_id)
     if key not in _PROJECTS:
         _PROJECTS.clear()
         _PROJECTS[key] = Project.load(root)
-    coll = _PROJECTS[key].catalog(catalog_id).collection(collection_id)
+    return _PROJECTS[key]
+
+
+def map_on_worker(root: str, catalog_id: str, collection_id: str, shard: str, opts: dict, prior: shards.ShardPrior | None) -> ShardResult:
+    """The task a worker runs: load the project from the checkout, map one shard, and return
+    rows and digests."""
+    options = BuildOptions(**opts)
+    project = load_project(root, options.run_id)
+    coll = project.catalog(catalog_id).collection(collection_id)
     started = time.perf_counter()
-    result = map_shard(_PROJECTS[key], coll, shard, options, prior)
+    result = map_shard(project, coll, shard, options, prior)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -22,6 +22,7 @@ from stacgit import state as st
 from stacgit.errors import ConfigError, PlanError, StacgitError
 from stacgit.project import Project
 from stacgit.state.reports import save_report
+from stacgit.engine.fanout import load_project
 from stacgit.engine.report import format_summary, summarize
 
 
@@ -83,22 +84,11 @@ def _fail(unit: str, root: str, run_id: str, exc: BaseException) -> TaskFailed:
     return TaskFailed(msg)
 
 
-_PROJECTS: dict[tuple[str, str], Project] = {}
-
-
-def _project(root: str, run_id: str) -> Project:
-    key = (root, run_id)
-    if key not in _PROJECTS:
-        _PROJECTS.clear()
-        _PROJECTS[key] = Project.load(root)
-    return _PROJECTS[key]
-
-
 def run_shard(root: str, catalog_id: str, collection_id: str, shard: str, opts: dict):
     options = engine.BuildOptions(**opts)
     unit = f"build:{catalog_id}/{collection_id}/{shard}"
     try:
-        project = _project(root, options.run_id)
+        project = load_project(root, options.run_id)
         engine.build_shard(project, project.catalog(catalog_id).collection(collection_id), shard, options)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(unit, root, options.run_id, exc)
@@ -109,7 +99,7 @@ def run_collection(root: str, catalog_id: str, collection_id: str, shards: list[
     options = engine.BuildOptions(**opts)
     unit = f"collection:{catalog_id}/{collection_id}"
     try:
-        project = _project(root, options.run_id)
+        project = load_project(root, options.run_id)
         coll = project.catalog(catalog_id).collection(collection_id)
         report = engine.build_collection(project, coll, shards, options)
         if options.validate:
@@ -123,7 +113,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
     options = engine.BuildOptions(**opts)
     unit = f"export:{catalog_id}/{collection_id}"  # plan.export_task
     try:
-        project = _project(root, options.run_id)
+        project = load_project(root, options.run_id)
         coll = project.catalog(catalog_id).collection(collection_id)
         con = st.connect(project.state_dir)
         report = exports.export_collection(project, coll, options.jobs)
@@ -137,7 +127,7 @@ def run_export(root: str, catalog_id: str, collection_id: str, opts: dict):
 def run_catalog(root: str, catalog_id: str, opts: dict):
     options = engine.BuildOptions(**opts)
     try:
-        project = _project(root, options.run_id)
+        project = load_project(root, options.run_id)
         engine.build_catalog(project, project.catalog(catalog_id), options)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, as one line
         return _fail(f"catalog:{catalog_id}", root, options.run_id, exc)
