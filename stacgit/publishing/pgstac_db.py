@@ -109,6 +109,7 @@ class CollectionPlan:
     insert: list[str] = field(default_factory=list)  # ids inserted (new, or changed)
     changed: int = 0
     removed: bool = False  # the collection is gone from the build
+    digests: dict[str, str] = field(default_factory=dict)  # id -> line digest of every built item, read once by the plan
 
     @property
     def empty(self) -> bool:
@@ -210,9 +211,8 @@ def plan_collection(con, catalog: str, built: BuiltCollection | None, coll_id: s
         return plan
     plan.upsert = plan.rewrite_record = known_digest != built.digest or check_database
     before = database_items(con, coll_id) if check_database else published_items(con, catalog, coll_id)
-    seen = set()
     for item_id, digest, line in built.lines():
-        seen.add(item_id)
+        plan.digests[item_id] = digest
         old = before.get(item_id)
         if old is None:
             plan.insert.append(item_id)
@@ -222,7 +222,7 @@ def plan_collection(con, catalog: str, built: BuiltCollection | None, coll_id: s
         plan.delete.append(item_id)
         plan.changed += 1
         plan.insert.append(item_id)
-    plan.delete += sorted(set(before) - seen)
+    plan.delete += sorted(set(before) - plan.digests.keys())
     return plan
 
 
@@ -252,7 +252,7 @@ def apply_collection(con, catalog: str, built: BuiltCollection | None, plan: Col
             con.execute("DELETE FROM stacgit.items WHERE catalog=%s AND collection=%s", (catalog, plan.collection))
         if plan.insert or plan.rewrite_record:
             wanted = set(plan.insert)
-            rows = [(catalog, plan.collection, item_id, digest) for item_id, digest, _ in built.lines() if item_id in wanted or plan.rewrite_record]
+            rows = [(catalog, plan.collection, i, d) for i, d in plan.digests.items() if i in wanted or plan.rewrite_record]
             if wanted:
                 insert_items(con, (line for item_id, _, line in built.lines() if item_id in wanted))
             with con.cursor().copy("COPY stacgit.items (catalog, collection, id, digest) FROM STDIN") as copy:
