@@ -61,16 +61,25 @@ def pypgstac_load(repo: Path, dsn: str) -> float:
     return time.monotonic() - started
 
 
+def count_items(repo: Path) -> int:
+    return sum(1 for piece in (repo / "build" / "bench" / "pgstac").glob("*/*.ndjson") for _ in piece.open("rb"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--reuse", action="store_true", help="keep the bench repository of an earlier run (and its changes)")
     a = ap.parse_args()
     repo = WORK / f"pgstac{a.items}"
-    shutil.rmtree(repo, ignore_errors=True)
-    generate.write_repo(repo, a.items, 8)
-    shutil.copytree(ROOT / "schemas", repo / "schemas")
+    changes = repo / ".bench-changes"  # how many changes were applied: each new one takes the next seed
+    if not (a.reuse and changes.is_file()):
+        shutil.rmtree(repo, ignore_errors=True)
+        generate.write_repo(repo, a.items, 8)
+        shutil.copytree(ROOT / "schemas", repo / "schemas")
+        changes.write_text("0")
     subprocess.run([sys.executable, "-m", "stacgit", "build", "-C", str(repo)], check=True, capture_output=True)
+    total = count_items(repo)
     server = PgServer().start()
     peer, ours, change = [], [], []
     try:
@@ -79,10 +88,12 @@ def main() -> None:
             peer.append(pypgstac_load(repo, dsn_peer))
             secs, _, out = timed([sys.executable, "-m", "stacgit", "publish", "--to", dsn_ours, "--json"], repo)
             ours.append(secs)
-            assert count(dsn_peer) == count(dsn_ours) == a.items
+            assert count(dsn_peer) == count(dsn_ours) == total
             print(f"[{a.items}] run {r + 1}: pypgstac load {peer[-1]:.1f}s, stacgit publish {ours[-1]:.1f}s", flush=True)
         for r in range(a.runs):
-            change_records(repo, r + 1)
+            seed = int(changes.read_text()) + 1
+            change_records(repo, seed)
+            changes.write_text(str(seed))
             subprocess.run([sys.executable, "-m", "stacgit", "build", "-C", str(repo)], check=True, capture_output=True)
             secs, _, out = timed([sys.executable, "-m", "stacgit", "publish", "--to", dsn_ours, "--json"], repo)
             items = json.loads(out)["catalogs"][0]["items"]

@@ -1,16 +1,16 @@
 """``stacgit publish --to postgresql://...``: bring a pgstac database to exactly the built catalog.
 
 What was last published to a database is kept in the database itself (schema ``stacgit``: the
-digest of every item's pgstac line and of every collection), so a publish sends only what changed
-since: collections first (their document and ``partition_trunc``, from the collection's GeoParquet
+sha256 of every item's file as the build's ``manifest.json`` gives it, and a digest of every
+collection), so a publish compares two lists of digests, like the S3 target's two manifests, and
+reads only the items that changed; it sends them in that order: collections first (their document and ``partition_trunc``, from the collection's GeoParquet
 ``partition``), then per collection the items deleted, changed (deleted and inserted again, so an
 item whose datetime moved to another partition is never left twice) and added.
 
 Each collection's changes are one transaction (with the rows that record them), so ``search()``
 sees a collection either as it was or as it is in the build, never half way, and a publish killed
-at any point is finished by running it again. Items go in through pgstac's ``items_staging``
-table (``COPY``; pgstac's trigger creates the partitions and dehydrates the rows), in the order of
-the build's pgstac files, one collection at a time: never two loaders on one partition.
+at any point is finished by running it again. Items go in through pypgstac's loader (or pgstac's
+``items_staging`` table), one collection at a time: never two loaders on one partition.
 
 Writes by anyone else are counted per collection by a trigger on pgstac's ``items`` and
 ``collections`` (our own transactions set ``stacgit.publishing``): a collection of ours changed
@@ -30,7 +30,11 @@ from typing import Iterator
 import orjson
 
 from stacgit.errors import ConfigError, PublishError, StalePublishError
+from stacgit.exports import pgstac_line
+from stacgit.feed import item_key
 from stacgit.project import Project
+from stacgit.stores import check_rel
+from stacgit.writers import read_manifest
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS stacgit;
@@ -38,6 +42,7 @@ CREATE TABLE IF NOT EXISTS stacgit.items (catalog text, collection text, id text
 CREATE TABLE IF NOT EXISTS stacgit.collections (catalog text, collection text, digest text, writes_seen bigint NOT NULL,
     PRIMARY KEY (catalog, collection));
 CREATE TABLE IF NOT EXISTS stacgit.publishes (catalog text PRIMARY KEY, generation int NOT NULL, commit text);
+ALTER TABLE stacgit.publishes ADD COLUMN IF NOT EXISTS format int;
 CREATE TABLE IF NOT EXISTS stacgit.foreign_writes (collection text PRIMARY KEY, n bigint NOT NULL);
 CREATE OR REPLACE FUNCTION stacgit.count_foreign_write() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -81,23 +86,38 @@ def _scrub(text: str, dsn: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+FILES_OR_PIECES = 8
+"""Inserting ``n`` items of a collection of ``N``: their own files are read when ``n`` times this is
+less than ``N``; otherwise the collection's pgstac files are read through, which costs about
+this much less per item (one sequential read, compact lines) but takes every item's time."""
+
+
 @dataclass
 class BuiltCollection:
     id: str
     doc: bytes  # the line of pgstac/collections.ndjson
     partition_trunc: str | None
     pieces: list[Path]
+    items: dict[str, tuple[str, str]]  # id -> (sha256 of the item's file, its path), from manifest.json
+    out_dir: Path
 
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.doc + (self.partition_trunc or "").encode()).hexdigest()
 
-    def lines(self) -> Iterator[tuple[str, str, bytes]]:
-        """(id, digest, line) of every item, in the order of the build's files."""
+    def pgstac_items(self, wanted: set[str] | None = None) -> Iterator[dict]:
+        """Every item (or the ``wanted`` ones) as pgstac takes it: read from their own files when
+        few (``FILES_OR_PIECES``), else from the build's pgstac files, in their order."""
+        if wanted is not None and len(wanted) * FILES_OR_PIECES < len(self.items):
+            for item_id in sorted(wanted):
+                yield orjson.loads(pgstac_line(orjson.loads((self.out_dir / self.items[item_id][1]).read_bytes())))
+            return
         for piece in self.pieces:
             with open(piece, "rb") as f:
                 for line in f:
-                    yield orjson.loads(line)["id"], hashlib.sha256(line).hexdigest(), line
+                    item = orjson.loads(line)
+                    if wanted is None or item["id"] in wanted:
+                        yield item
 
 
 @dataclass
@@ -109,7 +129,6 @@ class CollectionPlan:
     insert: list[str] = field(default_factory=list)  # ids inserted (new, or changed)
     changed: int = 0
     removed: bool = False  # the collection is gone from the build
-    digests: dict[str, str] = field(default_factory=dict)  # id -> line digest of every built item, read once by the plan
 
     @property
     def empty(self) -> bool:
@@ -117,10 +136,15 @@ class CollectionPlan:
 
 
 def built_collections(project: Project, catalog: str) -> dict[str, BuiltCollection]:
-    """The collections of a built catalog that have pgstac output, and their item files."""
+    """The collections of a built catalog that have pgstac output, their items (from the build's
+    manifest) and their pgstac files."""
     out_dir = project.build_dir / catalog
     docs = out_dir / "pgstac" / "collections.ndjson"
-    if not (out_dir / "catalog.json").is_file():
+    try:
+        files = read_manifest(out_dir)
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        raise PublishError(f"{out_dir / 'manifest.json'}: not a stacgit build manifest: run stacgit build") from None
+    if files is None or not (out_dir / "catalog.json").is_file():
         raise PublishError(f"{catalog}: nothing built; run `stacgit build` first")
     found: dict[str, BuiltCollection] = {}
     if not docs.is_file():
@@ -131,7 +155,12 @@ def built_collections(project: Project, catalog: str) -> dict[str, BuiltCollecti
         spec = next((c for c in cat.collections if c.id == coll_id), None)
         partition = (spec.geoparquet or {}).get("partition") if spec else None
         pieces = sorted((out_dir / "pgstac" / coll_id).glob("*.ndjson"))
-        found[coll_id] = BuiltCollection(coll_id, line, partition if partition in ("year", "month") else None, pieces)
+        found[coll_id] = BuiltCollection(coll_id, line, partition if partition in ("year", "month") else None, pieces, {}, out_dir)
+    for rel, entry in files.items():
+        key = item_key(rel)
+        if key is not None and key[0] in found:
+            check_rel(rel, str(out_dir / "manifest.json"))
+            found[key[0]].items[key[1]] = (entry["sha256"], rel)
     return found
 
 
@@ -165,8 +194,15 @@ def foreign_writes(con) -> dict[str, int]:
     return dict(con.execute("SELECT collection, n FROM stacgit.foreign_writes").fetchall())
 
 
-def last_publish(con, catalog: str) -> tuple[int, str | None] | None:
-    row = con.execute("SELECT generation, commit FROM stacgit.publishes WHERE catalog=%s", (catalog,)).fetchone()
+RECORD_FORMAT = 2
+"""What ``stacgit.items.digest`` holds: 2, the sha256 of the item's file as in the build's
+manifest. (1, an earlier stacgit's, held the digest of its pgstac line: a publish over it
+compares with the database like a first publish, and writes the record again.)"""
+
+
+def last_publish(con, catalog: str) -> tuple[int, str | None, int | None] | None:
+    """(generation, commit, record format) of the catalog's last publish to this database."""
+    row = con.execute("SELECT generation, commit, format FROM stacgit.publishes WHERE catalog=%s", (catalog,)).fetchone()
     return tuple(row) if row else None
 
 
@@ -203,26 +239,29 @@ def _without_nulls(value):
 
 
 def plan_collection(con, catalog: str, built: BuiltCollection | None, coll_id: str, known_digest: str | None, check_database: bool) -> CollectionPlan:
-    """What to change in one collection: from the rows of our last publish, or (``check_database``:
-    --verify, --force) from the items the database really holds."""
+    """What to change in one collection: from our record of the last publish (the sha256 of each
+    item's file, as in the build's manifest) or (``check_database``: --verify, --force, a first
+    publish) from the items the database really holds, compared with the build's."""
     plan = CollectionPlan(coll_id)
     if built is None:
         plan.removed = True
         return plan
     plan.upsert = plan.rewrite_record = known_digest != built.digest or check_database
-    before = database_items(con, coll_id) if check_database else published_items(con, catalog, coll_id)
-    for item_id, digest, line in built.lines():
-        plan.digests[item_id] = digest
-        old = before.get(item_id)
-        if old is None:
-            plan.insert.append(item_id)
+    if check_database:
+        held = database_items(con, coll_id)
+        both = held.keys() & built.items.keys()
+        same = {item["id"] for item in built.pgstac_items(both) if held[item["id"]] == stored_digest(item)} if both else set()
+    else:
+        held = published_items(con, catalog, coll_id)
+        same = {item_id for item_id, digest in held.items() if built.items.get(item_id, (None,))[0] == digest}
+    for item_id in built.items:
+        if item_id in same:
             continue
-        if old == (stored_digest(orjson.loads(line)) if check_database else digest):
-            continue
-        plan.delete.append(item_id)
-        plan.changed += 1
+        if item_id in held:
+            plan.delete.append(item_id)
+            plan.changed += 1
         plan.insert.append(item_id)
-    plan.delete += sorted(set(before) - plan.digests.keys())
+    plan.delete += sorted(held.keys() - built.items.keys())
     return plan
 
 
@@ -252,15 +291,15 @@ def apply_collection(con, catalog: str, built: BuiltCollection | None, plan: Col
             con.execute("DELETE FROM stacgit.items WHERE catalog=%s AND collection=%s", (catalog, plan.collection))
         if plan.insert or plan.rewrite_record:
             wanted = set(plan.insert)
-            rows = [(catalog, plan.collection, i, d) for i, d in plan.digests.items() if i in wanted or plan.rewrite_record]
+            rows = [(catalog, plan.collection, i, sha) for i, (sha, _) in built.items.items() if i in wanted or plan.rewrite_record]
             if wanted:
-                insert_items(con, (line for item_id, _, line in built.lines() if item_id in wanted))
+                insert_items(con, built.pgstac_items(wanted))
             with con.cursor().copy("COPY stacgit.items (catalog, collection, id, digest) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
 
 
-def insert_items(con, lines: Iterator[bytes]) -> None:
+def insert_items(con, items: Iterator[dict]) -> None:
     """Insert items (none of which the collection holds now) inside the caller's transaction.
     With pypgstac of the database's pgstac version, its loader does it (dehydrated in Python,
     copied into each partition: several times faster than pgstac's SQL path); otherwise pgstac's
@@ -269,11 +308,11 @@ def insert_items(con, lines: Iterator[bytes]) -> None:
     if loader is not None:
         from pypgstac.load import Methods
 
-        loader.load_items((orjson.loads(line) for line in lines), insert_mode=Methods.insert)
+        loader.load_items(items, insert_mode=Methods.insert)
         return
     with con.cursor().copy("COPY pgstac.items_staging (content) FROM STDIN") as copy:
-        for line in lines:
-            copy.write_row((line.rstrip(b"\n").decode(),))
+        for item in items:
+            copy.write_row((orjson.dumps(item).decode(),))
 
 
 def _loader(con):
@@ -352,7 +391,8 @@ def _publish(con, project: Project, catalog: str, dsn: str, *, dry_run: bool, fo
             f"{shown(dsn)}: collection {touched[0]}" + (f" (and {len(touched) - 1} more)" if len(touched) > 1 else "")
             + f" of {catalog} was changed by another writer since the last publish; --force (or --verify) puts it back to exactly the build"
         )
-    check = verify or force or last is None  # a first publish compares with what the database holds already
+    # a first publish compares with what the database holds already; so does one over an older record
+    check = verify or force or last is None or last[2] != RECORD_FORMAT
     done = DatabasePublish(catalog, shown(dsn), commit=commit)
     for coll_id in sorted(set(built) | set(known)):
         plan = plan_collection(con, catalog, built.get(coll_id), coll_id, (known.get(coll_id) or (None,))[0], check or coll_id in touched)
@@ -367,9 +407,9 @@ def _publish(con, project: Project, catalog: str, dsn: str, *, dry_run: bool, fo
         with con.transaction():
             con.execute("SET LOCAL stacgit.publishing = 'on'")
             con.execute(
-                "INSERT INTO stacgit.publishes VALUES (%s, %s, %s) ON CONFLICT (catalog) DO UPDATE "
-                "SET generation=excluded.generation, commit=excluded.commit",
-                (catalog, generation, commit),
+                "INSERT INTO stacgit.publishes (catalog, generation, commit, format) VALUES (%s, %s, %s, %s) ON CONFLICT (catalog) "
+                "DO UPDATE SET generation=excluded.generation, commit=excluded.commit, format=excluded.format",
+                (catalog, generation, commit, RECORD_FORMAT),
             )
     return done
 
