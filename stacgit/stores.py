@@ -31,17 +31,23 @@ ETags of multipart or KMS-encrypted uploads are not MD5s (LESSONS S3-1)."""
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 LARGE = 16 * 1024 * 1024  # bodies above this go through boto3's multipart transfer
 
-_BAD_SEGMENT = re.compile(r"^(|\.|\.\.)$")
+_UNSAFE_CHAR = re.compile(r"[\x00-\x1f\\]")
 
 
 class Conflict(Exception):
     """A conditional write found the object changed (HTTP 412/409)."""
 
 
+def _bad_segment(framed: str) -> bool:
+    """An empty, ``.`` or ``..`` segment in ``/<path>/`` (a leading ``/`` makes an empty one).
+    Substring tests, not a split: a publish checks every path of the manifest."""
+    return "//" in framed or "/./" in framed or "/../" in framed
+
+
 def check_rel(rel: str, where: str = "") -> str:
     """``rel`` if it is a safe relative object path (no ``..``, no leading ``/``, no empty
     segment, no backslash or control character); otherwise a PublishError naming it."""
-    if not isinstance(rel, str) or rel.startswith("/") or "\\" in rel or any(ord(ch) < 32 for ch in rel) or any(_BAD_SEGMENT.match(s) for s in rel.split("/")):
+    if not isinstance(rel, str) or _UNSAFE_CHAR.search(rel) or _bad_segment(f"/{rel}/"):
         raise PublishError(f"{where or 'publish'}: unsafe object path {rel!r}: it would leave the catalog's prefix")
     return rel
 

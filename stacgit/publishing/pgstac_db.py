@@ -110,7 +110,8 @@ class BuiltCollection:
         few (``FILES_OR_PIECES``), else from the build's pgstac files, in their order."""
         if wanted is not None and len(wanted) * FILES_OR_PIECES < len(self.items):
             for item_id in sorted(wanted):
-                yield orjson.loads(pgstac_line(orjson.loads((self.out_dir / self.items[item_id][1]).read_bytes())))
+                rel = check_rel(self.items[item_id][1], str(self.out_dir / "manifest.json"))
+                yield orjson.loads(pgstac_line(orjson.loads((self.out_dir / rel).read_bytes())))
             return
         for piece in self.pieces:
             with open(piece, "rb") as f:
@@ -159,7 +160,6 @@ def built_collections(project: Project, catalog: str) -> dict[str, BuiltCollecti
     for rel, entry in files.items():
         key = item_key(rel)
         if key is not None and key[0] in found:
-            check_rel(rel, str(out_dir / "manifest.json"))
             found[key[0]].items[key[1]] = (entry["sha256"], rel)
     return found
 
