@@ -28,7 +28,8 @@ from stacgit.stores import Target, open_store
 from stacgit.publishing.plan import (
     CONTENT_TYPES, check_base, check_base_url, check_fresh, check_guards, classify, plan_catalog, render_absolute, stale_units,
 )
-from stacgit.publishing.pgstac_db import DatabaseReport, database_dsn, is_database, publish_catalog
+from stacgit.publishing.pgstac_db import database_dsn, is_database, publish_catalog
+from stacgit.publishing.pgstac_plan import DatabaseReport
 from stacgit.publishing.report import CatalogPublish, PublishReport, format_summary
 from stacgit.publishing.sync import execute, record_file, verify_catalog
 
