@@ -86,9 +86,12 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
                 if units:
                     fanout = map_shards(project, units, options, workers)
                     tasks = list(iter_tasks(project, options, selection))  # their up-to-date checks read the new state
-                if not workers.distributed:
-                    stack.close()
-            code = _run_doit(project, tasks, 1 if scheduler else jobs)
+                if workers.distributed:
+                    # the collection steps send their item writes and validation to the cluster
+                    # through this process's client, so doit runs them here, one at a time
+                    _run_doit(project, tasks, 1, [_name(t) for t in tasks if t.get("basename") == "collection"])
+        # the rest (exports, catalogs) as a local build runs it: ``jobs`` at once, in processes
+        code = _run_doit(project, tasks, jobs, _after_collections(tasks) if scheduler else None)
         failures = list(RUN.get("failures", []))
         _catalogs_after_failures(project, run_id, failures, options, selection)
         summary = summarize(project, run_id, failures)
@@ -117,24 +120,42 @@ def stale_shards(tasks: list[dict]) -> list[tuple[str, str, str]]:
     return [tuple(t["actions"][0][1][1:4]) for t in tasks if t.get("basename") == "build" and t.get("name") and not _fresh(t)]
 
 
+def _name(task: dict) -> str:
+    return f"{task['basename']}:{task['name']}"
+
+
+def _after_collections(tasks: list[dict]) -> list[str] | None:
+    """What doit runs after the collection steps ran on a cluster: the whole build when every
+    collection step is done; else what does not need one that is not (doit would run it again,
+    without the cluster), as a local build leaves a catalog one of whose collections failed."""
+    failed = {_name(t) for t in tasks if t.get("basename") == "collection" and not _fresh(t)}
+    if not failed:
+        return None
+    exports = [_name(t) for t in tasks if t.get("basename") == "export" and not set(t["task_dep"]) & failed]
+    done = set(exports)
+    return exports + [_name(t) for t in tasks if t.get("basename") == "catalog" and set(t["task_dep"]) <= done]
+
+
 def _fresh(task: dict) -> bool:
     return all(fn(*args) for fn, args in task.get("uptodate", []))
 
 
-def _run_doit(project: Project, tasks: list[dict], jobs: int) -> int:
-    """doit runs the tasks (``jobs`` at once, in processes; one: in this process, which a Dask
-    build needs, its client being here)."""
+def _run_doit(project: Project, tasks: list[dict], jobs: int, targets: list[str] | None = None) -> int:
+    """doit runs the ``targets`` (default: the whole build) and what they depend on, ``jobs`` at
+    once in processes (one: in this process)."""
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    def task_build():
-        yield from tasks
+    def task_build():  # copies: doit rewrites the dicts it loads (their names, basenames, lists)
+        yield from ({k: list(v) if isinstance(v, list) else v for k, v in t.items()} for t in tasks)
 
     namespace = {"task_build": task_build, "DOIT_CONFIG": doit_config(project)}
     argv = ["run", "--continue"]
     if jobs > 1:
         argv += ["-n", str(jobs), "-P", "process"]
-    argv.append("build")
+    if targets == []:
+        return 0
+    argv += ["build"] if targets is None else targets
     cwd = os.getcwd()
     os.chdir(project.root)
     try:

@@ -53,11 +53,18 @@ class FanoutStats:
     sent: int = 0
     saved: int = 0
     worker_seconds: float = 0.0  # in map_shard, on the workers
-    coordinator_seconds: float = 0.0  # reading priors, submitting, saving results
+    prior_seconds: float = 0.0  # the coordinator reading each shard's prior state
+    submit_seconds: float = 0.0  # ... handing the task to the executor
+    save_seconds: float = 0.0  # ... saving the results in the state
+
+    @property
+    def coordinator_seconds(self) -> float:
+        return self.prior_seconds + self.submit_seconds + self.save_seconds
 
     def to_json(self) -> dict:
         return {"sent": self.sent, "saved": self.saved, "worker_seconds": round(self.worker_seconds, 3),
-                "coordinator_seconds": round(self.coordinator_seconds, 3)}
+                "coordinator_seconds": round(self.coordinator_seconds, 3), "prior_seconds": round(self.prior_seconds, 3),
+                "submit_seconds": round(self.submit_seconds, 3), "save_seconds": round(self.save_seconds, 3)}
 
 
 def map_shards(project: Project, units: list[tuple[str, str, str]], options: BuildOptions, workers: Workers) -> FanoutStats:
@@ -79,14 +86,16 @@ def map_shards(project: Project, units: list[tuple[str, str, str]], options: Bui
         save_shard(project, coll, shard, options, prior, result)
         stats.saved += 1
         stats.worker_seconds += result.seconds
-        stats.coordinator_seconds += time.perf_counter() - started
+        stats.save_seconds += time.perf_counter() - started
 
     for unit in units:
         started = time.perf_counter()
         prior = shards.read_prior(con, unit)
+        read = time.perf_counter()
         window.append((unit, prior, workers.executor.submit(map_on_worker, root, *unit, opts, prior)))
         stats.sent += 1
-        stats.coordinator_seconds += time.perf_counter() - started
+        stats.prior_seconds += read - started
+        stats.submit_seconds += time.perf_counter() - read
         if len(window) >= 2 * workers.slots:
             save_first()
     while window:

@@ -139,3 +139,19 @@ def test_workers_of_another_stacgit_are_refused(tmp_path):
 def test_an_unreachable_scheduler_is_one_line(repo):
     proc = stacgit_proc(repo, "build", "--scheduler", "tcp://127.0.0.1:9", timeout=120)
     assert proc.returncode == 2 and "cannot connect" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_failing_source_on_a_cluster_fails_as_it_does_locally(tmp_path, cluster):
+    """A source that cannot be read fails its collection, once, with the same message as a local
+    build, and every other collection, the exports and the catalogs are built all the same."""
+    a, b = twins(tmp_path)
+    for repo in (a, b):
+        (repo / "catalogs" / "3dep" / "sources" / "CO_Eastern_B1_2018.json").write_text("{not json")
+    runs = []
+    for repo, args in ((a, ["-j", "2"]), (b, ["--scheduler", cluster])):
+        proc = stacgit_proc(repo, "build", *args)
+        runs.append((proc.returncode, sorted(l for l in proc.stderr.splitlines() if l.startswith("error:"))))
+    assert runs[0] == runs[1] and runs[0][0] == 1, runs
+    assert len(runs[0][1]) == 1 and "CO_Eastern_B1_2018.json" in runs[0][1][0], runs
+    assert tree(a / "build") == tree(b / "build")
+    assert (b / "build" / "3dep" / "MN_RedRiver_2019" / "collection.json").is_file()
