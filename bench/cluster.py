@@ -79,6 +79,7 @@ def main() -> None:
     sh = reports["cluster"][-1]["shards"]
     per_task_worker = sh["worker_seconds"] / sh["sent"]
     per_task_coord = sh["coordinator_seconds"] / sh["sent"]
+    per_task_cpu = sh["coordinator_cpu_seconds"] / sh["sent"]
     items_per_shard = a.items / sh["sent"]
     print(f"\n## {time.strftime('%Y-%m-%d')}: Dask vs process pool, {a.items:,} items, {a.jobs} workers "
           f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, distributed {distributed.__version__})\n")
@@ -88,11 +89,14 @@ def main() -> None:
         print(f"| {k} | {med[k]:.1f} | {', '.join(f'{x:.1f}' for x in times[k])} | {med[k] / med['pool']:.2f}x |")
     print(f"\nShard tasks: {sh['sent']} of {items_per_shard:.0f} items; a task's own time {per_task_worker * 1000:.1f} ms, "
           f"the coordinator's per task (read prior, submit, save) {per_task_coord * 1000:.2f} ms = "
-          f"{100 * per_task_coord / per_task_worker:.1f}% of it; the coordinator sustains {1 / per_task_coord:,.0f} tasks/s.")
+          f"{100 * per_task_coord / per_task_worker:.1f}% of it (prior {1000 * sh['prior_seconds'] / sh['sent']:.2f}, submit "
+          f"{1000 * sh['submit_seconds'] / sh['sent']:.2f}, save {1000 * sh['save_seconds'] / sh['sent']:.2f} ms); its CPU time per task "
+          f"(every thread of the process) {per_task_cpu * 1000:.2f} ms = {100 * per_task_cpu / per_task_worker:.1f}%; "
+          f"the coordinator sustains {1 / per_task_cpu:,.0f} tasks/s on one core.")
     n, workers = 50_000_000, 100
     shards = n / items_per_shard
     map_s = shards * per_task_worker / workers
-    coord_s = shards * per_task_coord
+    coord_s = shards * per_task_cpu
     print(f"Projection for {n:,} items on {workers} workers at this shard size: {shards:,.0f} shard tasks; mapping "
           f"{map_s:,.0f} s of worker time per worker, coordinator {coord_s:,.0f} s: bound by "
           f"{'the coordinator' if coord_s > map_s else 'the workers'} for the shard stage.")

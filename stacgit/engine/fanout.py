@@ -56,6 +56,7 @@ class FanoutStats:
     prior_seconds: float = 0.0  # the coordinator reading each shard's prior state
     submit_seconds: float = 0.0  # ... handing the task to the executor
     save_seconds: float = 0.0  # ... saving the results in the state
+    coordinator_cpu_seconds: float = 0.0  # this process's CPU time in the stage, every thread (wall time counts waiting for a core)
 
     @property
     def coordinator_seconds(self) -> float:
@@ -64,7 +65,8 @@ class FanoutStats:
     def to_json(self) -> dict:
         return {"sent": self.sent, "saved": self.saved, "worker_seconds": round(self.worker_seconds, 3),
                 "coordinator_seconds": round(self.coordinator_seconds, 3), "prior_seconds": round(self.prior_seconds, 3),
-                "submit_seconds": round(self.submit_seconds, 3), "save_seconds": round(self.save_seconds, 3)}
+                "submit_seconds": round(self.submit_seconds, 3), "save_seconds": round(self.save_seconds, 3),
+                "coordinator_cpu_seconds": round(self.coordinator_cpu_seconds, 3)}
 
 
 def map_shards(project: Project, units: list[tuple[str, str, str]], options: BuildOptions, workers: Workers) -> FanoutStats:
@@ -74,6 +76,7 @@ def map_shards(project: Project, units: list[tuple[str, str, str]], options: Bui
     root = str(project.root)
     window: deque[tuple[tuple[str, str, str], shards.ShardPrior | None, Future]] = deque()
     stats = FanoutStats()
+    cpu = time.process_time()
 
     def save_first() -> None:
         (cat_id, coll_id, shard), prior, future = window.popleft()
@@ -100,4 +103,5 @@ def map_shards(project: Project, units: list[tuple[str, str, str]], options: Bui
             save_first()
     while window:
         save_first()
+    stats.coordinator_cpu_seconds = time.process_time() - cpu
     return stats
