@@ -74,7 +74,7 @@ def open_workers(scheduler: str | None, jobs: int) -> Iterator[Workers]:
     try:
         check_versions(client)
         slots = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or 1
-        yield Workers(client.get_executor(), slots, client.scheduler.address, client.dashboard_link)
+        yield Workers(client.get_executor(pure=PURE), slots, client.scheduler.address, client.dashboard_link)
     finally:
         client.close()
         if cluster is not None:
@@ -97,10 +97,17 @@ def check_versions(client) -> None:
         raise PlanError(f"the Dask cluster at {client.scheduler.address} has no workers")
 
 
+PURE = False
+"""Tasks are submitted with ``pure=False``: Dask then names each by a random key instead of
+hashing its arguments (``tokenize`` of every prior and batch cost the coordinator more than
+saving the results), and never takes a task that writes files for a finished one with the same
+arguments."""
+
+
 def cluster_executor() -> tuple[Executor, int]:
     """In a build on a Dask cluster (run in the coordinator, whose client is the default one):
     an executor over the cluster and how many tasks it runs at once."""
     from distributed import get_client
 
     client = get_client()
-    return client.get_executor(), max(1, sum(client.nthreads().values()))
+    return client.get_executor(pure=PURE), max(1, sum(client.nthreads().values()))

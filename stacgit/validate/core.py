@@ -4,6 +4,7 @@ per URL with jsonschema-rs, then extension checks and lint, giving a ``DocResult
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -103,22 +104,37 @@ class DocResult:
         return cls(status, [Problem(*p) for p in d["p"]], d["u"])
 
 
-class Validator:
-    """Validates documents; compiles each schema once. Picklable settings, lazy state."""
+_RECEIVED: dict[str, dict[str, Any]] = {}
+"""In a worker process: the compiled schemas of the last validator received (by its token)."""
 
-    def __init__(self, store: SchemaStore, repo_root: Path | None = None, lint_enabled: bool = True):
+
+class Validator:
+    """Validates documents; compiles each schema once. Picklable settings, lazy state.
+
+    A validator is sent to workers once per task (a Dask worker lives across tasks and builds):
+    the copies of one validator share, in each process, the schemas the first copy compiled,
+    since compiling them again took longer than the documents of a task. A new validator (each
+    build step makes its own) has a new token, so schemas edited since are compiled afresh."""
+
+    def __init__(self, store: SchemaStore, repo_root: Path | None = None, lint_enabled: bool = True, token: str | None = None):
         self.store = store
         self.repo_root = repo_root
         self.lint_enabled = lint_enabled
+        self._token = token or uuid.uuid4().hex
         self._compiled: dict[str, Any] = {}
         self._checks: dict[str, Any] | None = None
         self._fingerprints: dict[tuple[str, ...], str] = {}
 
     def __getstate__(self):
-        return {"store": SchemaStore(self.store.dirs, self.store.cache_dir, self.store.online), "repo_root": self.repo_root, "lint_enabled": self.lint_enabled}
+        return {"store": SchemaStore(self.store.dirs, self.store.cache_dir, self.store.online), "repo_root": self.repo_root,
+                "lint_enabled": self.lint_enabled, "token": self._token}
 
     def __setstate__(self, state):
-        self.__init__(state["store"], state["repo_root"], state["lint_enabled"])
+        self.__init__(state["store"], state["repo_root"], state["lint_enabled"], state["token"])
+        if self._token not in _RECEIVED:
+            _RECEIVED.clear()
+            _RECEIVED[self._token] = {}
+        self._compiled = _RECEIVED[self._token]
 
     # -------------------------------------------------------------- schemas
 
