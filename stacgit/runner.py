@@ -88,8 +88,8 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
                     tasks = list(iter_tasks(project, options, selection))  # their up-to-date checks read the new state
                 if workers.distributed:
                     # the collection steps send their item writes and validation to the cluster
-                    # through this process's client, so doit runs them here, one at a time
-                    _run_doit(project, tasks, 1, [_name(t) for t in tasks if t.get("basename") == "collection"])
+                    # through this process's client, so doit runs them here, in threads
+                    _run_doit(project, tasks, jobs, [_name(t) for t in tasks if t.get("basename") == "collection"], threads=True)
         # the rest (exports, catalogs) as a local build runs it: ``jobs`` at once, in processes
         code = _run_doit(project, tasks, jobs, _after_collections(tasks) if scheduler else None)
         failures = list(RUN.get("failures", []))
@@ -140,9 +140,9 @@ def _fresh(task: dict) -> bool:
     return all(fn(*args) for fn, args in task.get("uptodate", []))
 
 
-def _run_doit(project: Project, tasks: list[dict], jobs: int, targets: list[str] | None = None) -> int:
+def _run_doit(project: Project, tasks: list[dict], jobs: int, targets: list[str] | None = None, threads: bool = False) -> int:
     """doit runs the ``targets`` (default: the whole build) and what they depend on, ``jobs`` at
-    once in processes (one: in this process)."""
+    once in processes (``threads``: in threads of this process; one: in this process)."""
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
@@ -152,16 +152,19 @@ def _run_doit(project: Project, tasks: list[dict], jobs: int, targets: list[str]
     namespace = {"task_build": task_build, "DOIT_CONFIG": doit_config(project)}
     argv = ["run", "--continue"]
     if jobs > 1:
-        argv += ["-n", str(jobs), "-P", "process"]
+        argv += ["-n", str(jobs), "-P", "thread" if threads else "process"]
     if targets == []:
         return 0
     argv += ["build"] if targets is None else targets
-    cwd = os.getcwd()
+    cwd, streams = os.getcwd(), (sys.stdout, sys.stderr)
     os.chdir(project.root)
     try:
         return DoitMain(ModuleTaskLoader(namespace), config_filenames=()).run(argv)
     finally:
         os.chdir(cwd)
+        # doit swaps sys.stdout/stderr around each task it runs: tasks finishing in two threads
+        # can leave its capture in place, and the build's own output would go there
+        sys.stdout, sys.stderr = streams
 
 
 def _catalogs_after_failures(project: Project, run_id: str, failures: list[tuple[str, str]], options, selection: Selection) -> None:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 from stacgit.errors import StacgitError
@@ -162,7 +163,7 @@ def only_queued(queue: str, alias: str) -> dict[str, str]:
 EVERY_ITEM = {"source": "", "on": ""}
 """The same pieces for every item of the collection."""
 
-_CONNECTIONS: dict[tuple[int, str], sqlite3.Connection] = {}
+_CONNECTIONS: dict[tuple[int, int, str], sqlite3.Connection] = {}
 
 
 def state_path(state_dir: Path) -> Path:
@@ -170,8 +171,9 @@ def state_path(state_dir: Path) -> Path:
 
 
 def connect(state_dir: Path) -> sqlite3.Connection:
-    """One connection per process and state directory (never shared across a fork)."""
-    key = (os.getpid(), str(state_dir))
+    """One connection per process, thread and state directory (never shared across a fork, nor
+    between the collection steps a Dask build runs in threads)."""
+    key = (os.getpid(), threading.get_ident(), str(state_dir))
     con = _CONNECTIONS.get(key)
     if con is not None:
         return con
@@ -216,9 +218,8 @@ def is_outdated(state_dir: Path) -> bool:
 
 def reset(state_dir: Path) -> None:
     """Forget all build state (the store and its WAL files)."""
-    con = _CONNECTIONS.pop((os.getpid(), str(state_dir)), None)
-    if con is not None:
-        con.close()
+    for key in [k for k in _CONNECTIONS if k[0] == os.getpid() and k[2] == str(state_dir)]:
+        _CONNECTIONS.pop(key).close()
     for suffix in ("", "-wal", "-shm"):
         Path(str(state_path(state_dir)) + suffix).unlink(missing_ok=True)
 
