@@ -236,3 +236,19 @@ def test_serve_gives_clients_the_built_catalog(repo):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_record_of_an_earlier_stacgit_is_checked_against_the_database(repo, pgstac_dsn):
+    """A database published by an earlier stacgit holds digests of another kind (and no record
+    format): the next publish compares with what the database holds, finds nothing to change,
+    and writes the record again; the one after plans from it."""
+    build(repo)
+    published(repo, pgstac_dsn)
+    with psycopg.connect(pgstac_dsn) as con:
+        con.execute("UPDATE stacgit.items SET digest = 'a digest of another kind'")
+        con.execute("UPDATE stacgit.publishes SET format = NULL")
+    assert totals(published(repo, pgstac_dsn)) == {"inserted": 0, "updated": 0, "deleted": 0}
+    with psycopg.connect(pgstac_dsn) as con:
+        assert con.execute("SELECT count(*) FROM stacgit.items WHERE digest = 'a digest of another kind'").fetchone()[0] == 0
+    assert totals(published(repo, pgstac_dsn)) == {"inserted": 0, "updated": 0, "deleted": 0}
+    assert_in_sync(repo, pgstac_dsn)
