@@ -77,6 +77,7 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
         RUN.clear()
         RUN.update(project=project, run_id=run_id, collect=True, progress=progress)
         fanout = FanoutStats()
+        code = 0
         with ExitStack() as stack:
             units = stale_shards(tasks)
             if units or (scheduler and any(not _fresh(t) for t in tasks if t.get("basename") == "collection")):
@@ -89,9 +90,10 @@ def run_build(project: Project, *, strict: bool = False, full: bool = False, onl
                 if workers.distributed:
                     # the collection steps send their item writes and validation to the cluster
                     # through this process's client, so doit runs them here, in threads
-                    _run_doit(project, tasks, jobs, [_name(t) for t in tasks if t.get("basename") == "collection"], threads=True)
+                    code = _run_doit(project, tasks, jobs, [_name(t) for t in tasks if t.get("basename") == "collection"], threads=True)
         # the rest (exports, catalogs) as a local build runs it: ``jobs`` at once, in processes
-        code = _run_doit(project, tasks, jobs, _after_collections(tasks) if scheduler else None)
+        rest = _after_collections(tasks, {name for name, _ in RUN.get("failures", [])}) if scheduler else None
+        code = max(code, _run_doit(project, tasks, jobs, rest))
         failures = list(RUN.get("failures", []))
         _catalogs_after_failures(project, run_id, failures, options, selection)
         summary = summarize(project, run_id, failures)
@@ -124,14 +126,14 @@ def _name(task: dict) -> str:
     return f"{task['basename']}:{task['name']}"
 
 
-def _after_collections(tasks: list[dict]) -> list[str] | None:
-    """What doit runs after the collection steps ran on a cluster: the whole build when every
-    collection step is done; else what does not need one that is not (doit would run it again,
+def _after_collections(tasks: list[dict], failed: set[str]) -> list[str] | None:
+    """What doit runs after the collection steps ran on a cluster: the whole build when none
+    failed (nor a shard it needs); else what does not need one that did (doit would run it again,
     without the cluster), as a local build leaves a catalog one of whose collections failed."""
-    failed = {_name(t) for t in tasks if t.get("basename") == "collection" and not _fresh(t)}
-    if not failed:
+    broken = {_name(t) for t in tasks if t.get("basename") == "collection" and ({_name(t)} | set(t["task_dep"])) & failed}
+    if not broken:
         return None
-    exports = [_name(t) for t in tasks if t.get("basename") == "export" and not set(t["task_dep"]) & failed]
+    exports = [_name(t) for t in tasks if t.get("basename") == "export" and not set(t["task_dep"]) & broken]
     done = set(exports)
     return exports + [_name(t) for t in tasks if t.get("basename") == "catalog" and set(t["task_dep"]) <= done]
 
