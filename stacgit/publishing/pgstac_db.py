@@ -142,13 +142,14 @@ def database_items(con, collection: str) -> dict[str, str]:
     return {item_id: stored_digest(orjson.loads(text)) for item_id, text in rows}
 
 
-def sync_collection(con, catalog: str, built: BuiltCollection | None, coll_id: str, check_database: bool, dry_run: bool) -> CollectionPlan:
+def sync_collection(con, catalog: str, built: BuiltCollection | None, coll_id: str, known_digest: str | None, check_database: bool,
+                    dry_run: bool) -> CollectionPlan:
     """Plan one collection from what the database holds now and (unless ``dry_run``) apply the
-    plan, in one transaction."""
+    plan, in one transaction. ``known_digest``: the collection's, as our last publish recorded it
+    (read once for all collections; the publish lock keeps other publishers out meanwhile)."""
     with con.transaction():
-        known = con.execute("SELECT digest FROM stacgit.collections WHERE catalog=%s AND collection=%s", (catalog, coll_id)).fetchone()
         held = database_items(con, coll_id) if check_database else published_items(con, catalog, coll_id)
-        plan = plan_collection(built, coll_id, known[0] if known else None, held, check_database)
+        plan = plan_collection(built, coll_id, known_digest, held, check_database)
         if not (plan.empty or dry_run):
             apply_collection(con, catalog, built, plan)
     return plan
@@ -252,7 +253,8 @@ def publish_catalog(project: Project, catalog: str, dsn: str, *, dry_run: bool, 
             )
         # a first publish compares with what the database holds already; so does one over an older record
         check = verify or force or last is None or last[2] != RECORD_FORMAT
-        plans = [sync_collection(con, catalog, built.get(c), c, check or c in touched, dry_run) for c in sorted(set(built) | set(known))]
+        plans = [sync_collection(con, catalog, built.get(c), c, (known.get(c) or (None,))[0], check or c in touched, dry_run)
+                 for c in sorted(set(built) | set(known))]
         done = DatabasePublish(catalog, shown(dsn), commit=commit, collections=[p for p in plans if not p.empty])
         done.generation = (last[0] if last else 0) + (0 if dry_run or (not done.collections and last) else 1)
         if not dry_run:
